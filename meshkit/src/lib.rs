@@ -1,0 +1,73 @@
+//! # meshkit
+//!
+//! Progressive delivery on AWS as a library. meshkit shifts traffic between two
+//! versions of a service step by step ([`strategy::Canary`], [`strategy::Linear`],
+//! [`strategy::BlueGreen`], [`strategy::CanaryBlueGreen`]), watches health checks at
+//! every step, and ends with the new version promoted or all traffic back on the old
+//! one. It never leaves traffic in between without saying so: every write is read
+//! back, another writer is detected instead of overwritten, and an error names the
+//! weights actually in force.
+//!
+//! The pieces are traits, so backends and checks plug in:
+//! [`traffic::TrafficRouter`] (App Mesh, the local embedded mesh, or your own),
+//! [`health::HealthCheck`] (HTTP probe, metrics, Cloud Map, or an async closure),
+//! [`fleet::Fleet`] (bring versions up and retire them).
+//!
+//! ## Quickstart
+//!
+//! A canary against the in-memory router from `meshkit-testing`; swap in a real
+//! router for production.
+//!
+//! ```
+//! use std::time::Duration;
+//! use meshkit::{Rollout, health, strategy::Canary, traffic::Weights};
+//! use meshkit_testing::InMemoryRouter;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # tokio::time::pause();
+//! let router = InMemoryRouter::new();
+//! router.insert("checkout", Weights::new([("v1", 100), ("v2", 0)])?);
+//!
+//! let rollout = Rollout::builder()
+//!     .router(router.clone())
+//!     .route("checkout")
+//!     .from("v1")
+//!     .to("v2")
+//!     .strategy(Canary::steps([10, 50, 100]).bake(Duration::from_secs(60)))
+//!     .check(health::from_fn("error-rate", |_ctx| async { health::Verdict::Healthy }))
+//!     .check_interval(Duration::from_secs(10))
+//!     .build()?;
+//!
+//! let outcome = rollout.run().await?;
+//! assert!(outcome.is_promoted());
+//! assert_eq!(router.weights("checkout"), Some(Weights::new([("v1", 0), ("v2", 100)])?));
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod error;
+pub mod fleet;
+pub mod health;
+pub mod rollout;
+pub mod strategy;
+pub mod traffic;
+
+/// Re-exports of the OpenTelemetry types meshkit's API uses.
+pub mod global {
+    pub use opentelemetry::global::BoxedTracer;
+}
+
+pub use error::{ConfigError, FleetError, RolloutError, TrafficError, WeightsError};
+pub use rollout::{Outcome, Rollout, RolloutBuilder, RolloutHandle};
+
+/// The README's code blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

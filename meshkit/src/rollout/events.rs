@@ -1,0 +1,167 @@
+//! The rollout's event stream.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use super::{Outcome, RollbackReason};
+use crate::health::Verdict;
+use crate::strategy::Stage;
+use crate::traffic::Weights;
+
+/// Something that happened during a rollout. Events carry the rollout's elapsed time.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The rollout started; the route was read and found at `weights`.
+    Started {
+        /// The rollout id (used in idempotency tokens).
+        id: String,
+        /// The strategy's name.
+        strategy: String,
+        /// The weights found on the route.
+        weights: Weights,
+        /// The stage the rollout starts from (non-zero when resuming).
+        from_stage: usize,
+    },
+    /// A stage started.
+    StageStarted {
+        /// Its index in the plan.
+        index: usize,
+        /// The stage.
+        stage: Stage,
+    },
+    /// A write attempt failed and will be retried.
+    WriteRetry {
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// The error, in words.
+        error: String,
+    },
+    /// New weights were written and read back from the route.
+    WeightsWritten {
+        /// The weights.
+        weights: Weights,
+    },
+    /// The data plane reported applying the weights (only backends that can tell).
+    WeightsVerified {
+        /// The split the data plane applies.
+        applied: Weights,
+    },
+    /// A health evaluation finished.
+    Verdict {
+        /// The stage index.
+        stage: usize,
+        /// The verdict of all checks together.
+        verdict: Verdict,
+        /// Consecutive unhealthy verdicts so far.
+        failures: u32,
+        /// Consecutive inconclusive verdicts so far.
+        inconclusive: u32,
+    },
+    /// The rollout was paused.
+    Paused,
+    /// The rollout was resumed.
+    Resumed,
+    /// A person asked to skip to the cutover.
+    PromoteRequested,
+    /// The rollout is rolling back.
+    RollbackStarted {
+        /// Why.
+        reason: RollbackReason,
+    },
+    /// A fleet action failed after promotion (the outcome stays promoted).
+    FleetWarning {
+        /// What failed.
+        message: String,
+    },
+    /// The rollout ended safely.
+    Done {
+        /// How.
+        outcome: Outcome,
+    },
+    /// The rollout stopped with an error (its text, and the weights in force if known).
+    Stopped {
+        /// The error, in words.
+        error: String,
+        /// The weights in force, if they could be read.
+        in_force: Option<Weights>,
+    },
+    /// This receiver fell behind and missed `count` events.
+    Missed {
+        /// How many.
+        count: u64,
+    },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Started {
+                id,
+                strategy,
+                weights,
+                from_stage,
+            } => {
+                write!(
+                    f,
+                    "started {strategy} rollout {id} at {weights} from stage {from_stage}"
+                )
+            }
+            Self::StageStarted { index, stage } => write!(f, "stage {index}: {stage}"),
+            Self::WriteRetry { attempt, error } => {
+                write!(f, "write attempt {attempt} failed, retrying: {error}")
+            }
+            Self::WeightsWritten { weights } => {
+                write!(f, "weights written and read back: {weights}")
+            }
+            Self::WeightsVerified { applied } => write!(f, "data plane applies {applied}"),
+            Self::Verdict {
+                stage,
+                verdict,
+                failures,
+                inconclusive,
+            } => {
+                write!(
+                    f,
+                    "stage {stage} check: {verdict} (failures {failures}, inconclusive {inconclusive})"
+                )
+            }
+            Self::Paused => f.write_str("paused"),
+            Self::Resumed => f.write_str("resumed"),
+            Self::PromoteRequested => f.write_str("promote requested: skipping to the cutover"),
+            Self::RollbackStarted { reason } => write!(f, "rolling back: {reason}"),
+            Self::FleetWarning { message } => write!(f, "fleet warning: {message}"),
+            Self::Done { outcome } => write!(f, "done: {outcome}"),
+            Self::Stopped { error, .. } => write!(f, "stopped: {error}"),
+            Self::Missed { count } => write!(f, "({count} events missed)"),
+        }
+    }
+}
+
+/// A receiver of a rollout's events. Get one from [`crate::Rollout::events`] before
+/// calling `run`. The runner never waits for receivers: a receiver that falls more
+/// than 1024 events behind gets [`Event::Missed`].
+#[derive(Debug)]
+pub struct Events {
+    pub(crate) rx: broadcast::Receiver<(Duration, Event)>,
+}
+
+impl Events {
+    /// The next event, or `None` after the rollout has ended and all were received.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.recv_timed().await.map(|(_, e)| e)
+    }
+
+    /// The next event with the rollout's elapsed time when it happened.
+    pub async fn recv_timed(&mut self) -> Option<(Duration, Event)> {
+        match self.rx.recv().await {
+            Ok(e) => Some(e),
+            Err(broadcast::error::RecvError::Lagged(count)) => {
+                Some((Duration::ZERO, Event::Missed { count }))
+            }
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! The rollout runner: [`Rollout`], its builder, events, control handle and outcome.
+
+mod events;
+mod handle;
+mod outcome;
+mod policy;
+mod runner;
+mod stage;
+mod writer;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::global::BoxedTracer;
+use tokio::sync::{broadcast, mpsc};
+
+pub use events::{Event, Events};
+pub use handle::{Ended, RolloutHandle};
+pub use outcome::{Outcome, RollbackReason};
+pub use policy::{Backoff, InconclusivePolicy, Policy};
+
+use crate::error::{ConfigError, RolloutError};
+use crate::fleet::Fleet;
+use crate::health::{self, HealthCheck};
+use crate::strategy::{Stage, Strategy};
+use crate::traffic::{RouteRef, TrafficRouter, Weights};
+
+/// A configured rollout, ready to [`run`](Rollout::run). Built with [`Rollout::builder`].
+pub struct Rollout {
+    pub(crate) cfg: Config,
+    pub(crate) events: broadcast::Sender<(Duration, Event)>,
+    pub(crate) control: mpsc::UnboundedReceiver<handle::Control>,
+    control_tx: mpsc::UnboundedSender<handle::Control>,
+}
+
+/// Everything the runner needs, validated.
+pub(crate) struct Config {
+    pub(crate) id: String,
+    pub(crate) router: Arc<dyn TrafficRouter>,
+    pub(crate) route: RouteRef,
+    pub(crate) stable: String,
+    pub(crate) candidate: String,
+    pub(crate) strategy: Arc<dyn Strategy>,
+    pub(crate) check: Arc<dyn HealthCheck>,
+    pub(crate) fleet: Option<Arc<dyn Fleet>>,
+    pub(crate) policy: Policy,
+    pub(crate) tracer: BoxedTracer,
+}
+
+impl Rollout {
+    /// Starts a builder.
+    pub fn builder() -> RolloutBuilder {
+        RolloutBuilder::default()
+    }
+
+    /// A receiver for this rollout's events. Take it before calling [`Rollout::run`].
+    pub fn events(&self) -> Events {
+        Events {
+            rx: self.events.subscribe(),
+        }
+    }
+
+    /// A handle to pause, resume, promote or abort the rollout while it runs.
+    pub fn handle(&self) -> RolloutHandle {
+        RolloutHandle {
+            tx: self.control_tx.clone(),
+        }
+    }
+
+    /// The rollout id (part of every idempotency token).
+    pub fn id(&self) -> &str {
+        &self.cfg.id
+    }
+
+    /// The strategy's plan.
+    pub fn plan(&self) -> Vec<Stage> {
+        self.cfg.strategy.stages()
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.cfg.policy
+    }
+
+    /// Runs the rollout to its end: `Ok` when all traffic is on one version (promoted
+    /// or rolled back, read back from the route), `Err` when it stopped otherwise; the
+    /// error names the weights in force ([`RolloutError::in_force`]).
+    pub async fn run(self) -> Result<Outcome, RolloutError> {
+        let Self {
+            cfg,
+            events,
+            control,
+            control_tx,
+        } = self;
+        drop(control_tx);
+        runner::Runner::new(cfg, events, control).run().await
+    }
+}
+
+impl fmt::Debug for Rollout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rollout")
+            .field("id", &self.cfg.id)
+            .field("route", &self.cfg.route)
+            .field("stable", &self.cfg.stable)
+            .field("candidate", &self.cfg.candidate)
+            .field("strategy", &self.cfg.strategy)
+            .field("policy", &self.cfg.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Rollout`]. Setters take and return the builder by value; [`build`]
+/// validates everything and makes no call to any backend.
+///
+/// [`build`]: RolloutBuilder::build
+#[derive(Default)]
+pub struct RolloutBuilder {
+    id: Option<String>,
+    router: Option<Arc<dyn TrafficRouter>>,
+    route: Option<String>,
+    stable: Option<String>,
+    candidate: Option<String>,
+    strategy: Option<Arc<dyn Strategy>>,
+    checks: Vec<Arc<dyn HealthCheck>>,
+    fleet: Option<Arc<dyn Fleet>>,
+    policy: Policy,
+    tracer: Option<BoxedTracer>,
+}
+
+macro_rules! policy_setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.policy.$name = value;
+            self
+        }
+    };
+}
+
+impl RolloutBuilder {
+    /// The backend that reads and writes the route. Required.
+    pub fn router(mut self, router: impl TrafficRouter + 'static) -> Self {
+        self.router = Some(Arc::new(router));
+        self
+    }
+
+    /// The route to shift. Required.
+    pub fn route(mut self, route: impl Into<String>) -> Self {
+        self.route = Some(route.into());
+        self
+    }
+
+    /// The stable (old) version's target name on the route. Required.
+    pub fn from(mut self, stable: impl Into<String>) -> Self {
+        self.stable = Some(stable.into());
+        self
+    }
+
+    /// The new version's target name on the route. Required.
+    pub fn to(mut self, candidate: impl Into<String>) -> Self {
+        self.candidate = Some(candidate.into());
+        self
+    }
+
+    /// The strategy. Required.
+    pub fn strategy(mut self, strategy: impl Strategy + 'static) -> Self {
+        self.strategy = Some(Arc::new(strategy));
+        self
+    }
+
+    /// Adds a health check; all added checks must pass (see [`health::all`]). At least
+    /// one is required.
+    pub fn check(mut self, check: impl HealthCheck + 'static) -> Self {
+        self.checks.push(Arc::new(check));
+        self
+    }
+
+    /// A fleet to provision the new version and retire the loser. Optional: without
+    /// one, both versions are assumed to be running and stay running.
+    pub fn fleet(mut self, fleet: impl Fleet + 'static) -> Self {
+        self.fleet = Some(Arc::new(fleet));
+        self
+    }
+
+    /// The rollout id, used in idempotency tokens: 1-32 of `[A-Za-z0-9_-]`. Default: a
+    /// random id. Set it to the same value when re-running a rollout after a crash.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// The OpenTelemetry tracer for the rollout's spans. Default: the global tracer
+    /// provider's `meshkit` tracer.
+    pub fn tracer(mut self, tracer: BoxedTracer) -> Self {
+        self.tracer = Some(tracer);
+        self
+    }
+
+    policy_setter!(
+        /// How often the checks run while a stage bakes. Default: 10 s; at least 10 ms.
+        check_interval: Duration
+    );
+    policy_setter!(
+        /// The time one evaluation of the checks may take before it counts as
+        /// inconclusive. Default: 5 s; at most the check interval.
+        check_timeout: Duration
+    );
+    policy_setter!(
+        /// Consecutive unhealthy evaluations that trigger a rollback. Default: 1.
+        failure_threshold: u32
+    );
+    policy_setter!(
+        /// What inconclusive evaluations mean. Default: 3 in a row roll back.
+        inconclusive: InconclusivePolicy
+    );
+    policy_setter!(
+        /// Retry and backoff for writes. Default: 200 ms doubling to 5 s, 6 attempts.
+        write_backoff: Backoff
+    );
+    policy_setter!(
+        /// How long to wait for a write to become visible in reads (and, where the
+        /// backend can tell, applied by the data plane). Default: 10 s.
+        settle_timeout: Duration
+    );
+    policy_setter!(
+        /// The overall deadline; past it the rollout rolls back. Default: 4 h; must be
+        /// longer than the strategy's total bake time.
+        deadline: Duration
+    );
+    policy_setter!(
+        /// How long a rollback keeps retrying its write before giving up loudly.
+        /// Default: 5 min.
+        rollback_deadline: Duration
+    );
+    policy_setter!(
+        /// How long the fleet may take to make the new version ready. Default: 10 min.
+        ready_timeout: Duration
+    );
+    policy_setter!(
+        /// Resume from the weights found on the route instead of refusing a route that
+        /// is not at 100% stable. Default: false.
+        resume: bool
+    );
+
+    /// Validates and builds. Makes no call to any backend.
+    pub fn build(self) -> Result<Rollout, ConfigError> {
+        let router = self.router.ok_or(ConfigError::Missing("router"))?;
+        let route = RouteRef::new(self.route.ok_or(ConfigError::Missing("route"))?)?;
+        let stable = self
+            .stable
+            .ok_or(ConfigError::Missing("from (stable version)"))?;
+        let candidate = self
+            .candidate
+            .ok_or(ConfigError::Missing("to (new version)"))?;
+        // Validates both names as split targets.
+        Weights::split(&stable, &candidate, 0)?;
+        let strategy = self.strategy.ok_or(ConfigError::Missing("strategy"))?;
+        strategy.validate()?;
+        if self.checks.is_empty() {
+            return Err(ConfigError::NoChecks);
+        }
+        self.policy.validate()?;
+        let planned: Duration = strategy.stages().iter().map(Stage::bake).sum();
+        if self.policy.deadline <= planned {
+            return Err(ConfigError::DeadlineTooShort {
+                deadline: self.policy.deadline,
+                planned,
+            });
+        }
+        let id = match self.id {
+            Some(id) => check_id(id)?,
+            None => format!("mk{:016x}", fastrand::u64(..)),
+        };
+        let check: Arc<dyn HealthCheck> = match self.checks.len() {
+            1 => self
+                .checks
+                .into_iter()
+                .next()
+                .ok_or(ConfigError::NoChecks)?,
+            _ => Arc::new(health::all(self.checks)),
+        };
+        let tracer = self
+            .tracer
+            .unwrap_or_else(|| opentelemetry::global::tracer("meshkit"));
+        let (events, _) = broadcast::channel(1024);
+        let (control_tx, control) = mpsc::unbounded_channel();
+        let cfg = Config {
+            id,
+            router,
+            route,
+            stable,
+            candidate,
+            strategy,
+            check,
+            fleet: self.fleet,
+            policy: self.policy,
+            tracer,
+        };
+        Ok(Rollout {
+            cfg,
+            events,
+            control,
+            control_tx,
+        })
+    }
+}
+
+fn check_id(id: String) -> Result<String, ConfigError> {
+    let ok = !id.is_empty()
+        && id.len() <= 32
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(id)
+    } else {
+        Err(ConfigError::BadRolloutId(id))
+    }
+}

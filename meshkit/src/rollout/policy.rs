@@ -1,0 +1,166 @@
+//! Policies: how often to check, when to give up, how to retry.
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// What an inconclusive verdict (no data, timeout) means. It never counts as healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InconclusivePolicy {
+    /// `n` inconclusive evaluations in a row roll the rollout back (the default, with
+    /// `n` = 3).
+    FailAfter(u32),
+    /// Keep evaluating: the stage cannot pass until a healthy verdict, and the overall
+    /// deadline bounds the wait (Argo Rollouts' "inconclusive pauses").
+    Wait,
+}
+
+impl Default for InconclusivePolicy {
+    fn default() -> Self {
+        Self::FailAfter(3)
+    }
+}
+
+/// Retry with exponential backoff and full jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first delay. Default: 200 ms.
+    pub initial: Duration,
+    /// The largest delay. Default: 5 s.
+    pub max: Duration,
+    /// Attempts per write before giving up (a rollback keeps trying until its deadline).
+    /// Default: 6.
+    pub max_attempts: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(5),
+            max_attempts: 6,
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before attempt `attempt + 1` (attempt counts from 1), with jitter from
+    /// `rng` in [50%, 100%] of the exponential value.
+    pub fn delay(&self, attempt: u32, rng: &mut fastrand::Rng) -> Duration {
+        let exp = self
+            .initial
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let capped = exp.min(self.max);
+        capped.mul_f64(0.5 + rng.f64() * 0.5)
+    }
+}
+
+/// All the runner's knobs. Set them through [`crate::RolloutBuilder`]; the defaults are
+/// documented on each setter there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub(crate) check_interval: Duration,
+    pub(crate) check_timeout: Duration,
+    pub(crate) failure_threshold: u32,
+    pub(crate) inconclusive: InconclusivePolicy,
+    pub(crate) write_backoff: Backoff,
+    pub(crate) settle_timeout: Duration,
+    pub(crate) deadline: Duration,
+    pub(crate) rollback_deadline: Duration,
+    pub(crate) ready_timeout: Duration,
+    pub(crate) resume: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            check_interval: Duration::from_secs(10),
+            check_timeout: Duration::from_secs(5),
+            failure_threshold: 1,
+            inconclusive: InconclusivePolicy::default(),
+            write_backoff: Backoff::default(),
+            settle_timeout: Duration::from_secs(10),
+            deadline: Duration::from_secs(4 * 3600),
+            rollback_deadline: Duration::from_secs(300),
+            ready_timeout: Duration::from_secs(600),
+            resume: false,
+        }
+    }
+}
+
+impl Policy {
+    /// The longest the runner can take to notice a failure and start rolling back:
+    /// check interval × failure threshold (plus one check timeout). The rollback write
+    /// comes on top.
+    pub fn detection_bound(&self) -> Duration {
+        self.check_interval.saturating_mul(self.failure_threshold) + self.check_timeout
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field: &'static str, problem: &str| {
+            Err(ConfigError::Policy {
+                field,
+                problem: problem.to_owned(),
+            })
+        };
+        if self.check_interval < Duration::from_millis(10) {
+            return bad("check_interval", "must be at least 10 ms");
+        }
+        if self.check_timeout.is_zero() || self.check_timeout > self.check_interval {
+            return bad(
+                "check_timeout",
+                "must be positive and at most the check interval",
+            );
+        }
+        if self.failure_threshold == 0 {
+            return bad("failure_threshold", "must be at least 1");
+        }
+        if self.inconclusive == InconclusivePolicy::FailAfter(0) {
+            return bad("inconclusive", "FailAfter needs at least 1");
+        }
+        let b = &self.write_backoff;
+        if b.max_attempts == 0 || b.initial.is_zero() || b.max < b.initial {
+            return bad(
+                "write_backoff",
+                "needs max_attempts >= 1 and 0 < initial <= max",
+            );
+        }
+        if self.settle_timeout.is_zero() {
+            return bad("settle_timeout", "must be positive");
+        }
+        if self.rollback_deadline < Duration::from_secs(1) {
+            return bad("rollback_deadline", "must be at least 1 s");
+        }
+        if self.ready_timeout.is_zero() {
+            return bad("ready_timeout", "must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let b = Backoff::default();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let d1 = b.delay(1, &mut rng);
+        assert!(d1 >= Duration::from_millis(100) && d1 <= Duration::from_millis(200));
+        let d10 = b.delay(10, &mut rng);
+        assert!(d10 <= Duration::from_secs(5) && d10 >= Duration::from_millis(2500));
+        assert!(b.delay(u32::MAX, &mut rng) <= Duration::from_secs(5));
+    }
+
+    #[test]
+    fn detection_bound() {
+        let p = Policy {
+            check_interval: Duration::from_secs(1),
+            failure_threshold: 2,
+            check_timeout: Duration::from_millis(500),
+            ..Policy::default()
+        };
+        assert_eq!(p.detection_bound(), Duration::from_millis(2500));
+    }
+}

@@ -1,0 +1,229 @@
+//! Running one stage: provision, shift and bake with checks, retire.
+
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{Span, Status, Tracer};
+use tokio::time::{Instant, sleep_until, timeout};
+
+use super::RollbackReason;
+use super::events::Event;
+use super::handle::Control;
+use super::policy::InconclusivePolicy;
+use super::runner::{Runner, StageEnd};
+use super::writer::{WriteFail, Writer};
+use crate::error::RolloutError;
+use crate::health::{CheckContext, Verdict};
+use crate::strategy::Stage;
+
+impl Runner {
+    pub(crate) async fn run_stage(
+        &mut self,
+        writer: &mut Writer,
+        index: usize,
+        stage: Stage,
+    ) -> StageEnd {
+        self.emit.send(Event::StageStarted { index, stage });
+        let mut span = self
+            .cfg
+            .tracer
+            .start_with_context(format!("meshkit.stage {index}"), &self.span_cx);
+        span.set_attributes([
+            KeyValue::new("meshkit.stage.index", index as i64),
+            KeyValue::new("meshkit.stage", stage.to_string()),
+        ]);
+        if let Stage::Shift { new_percent, .. } = stage {
+            span.set_attribute(KeyValue::new("meshkit.new_percent", i64::from(new_percent)));
+        }
+        let end = self.stage_body(writer, index, stage, &mut span).await;
+        let status = match &end {
+            StageEnd::Passed => "passed".to_owned(),
+            StageEnd::PromoteNow => "promote requested".to_owned(),
+            StageEnd::Failed(r) => format!("failed: {r}"),
+            StageEnd::Stop(e) => format!("stopped: {e}"),
+        };
+        span.set_attribute(KeyValue::new("meshkit.stage.result", status.clone()));
+        if !matches!(end, StageEnd::Passed | StageEnd::PromoteNow) {
+            span.set_status(Status::error(status));
+        }
+        span.end();
+        end
+    }
+
+    async fn stage_body(
+        &mut self,
+        writer: &mut Writer,
+        index: usize,
+        stage: Stage,
+        span: &mut impl Span,
+    ) -> StageEnd {
+        match stage {
+            Stage::Provision => self.provision().await,
+            Stage::Check { bake } => self.bake(writer, index, bake, span).await,
+            Stage::Shift { new_percent, bake } => {
+                let target = match self.split(new_percent) {
+                    Ok(t) => t,
+                    Err(e) => return StageEnd::Stop(RolloutError::Config(e.into())),
+                };
+                let token = format!("{}-{index}", self.cfg.id);
+                let budget = self.write_budget();
+                match writer.apply(&target, &token, budget, &self.emit).await {
+                    Ok(seen) => {
+                        self.emit.send(Event::WeightsWritten {
+                            weights: seen.weights,
+                        });
+                        if let Some(applied) = writer.applied().await {
+                            self.emit.send(Event::WeightsVerified { applied });
+                        }
+                    }
+                    Err(WriteFail::Failed { error, .. }) => {
+                        return StageEnd::Failed(RollbackReason::WriteFailed(error.to_string()));
+                    }
+                    Err(fail) => {
+                        let last = writer.known().clone();
+                        return StageEnd::Stop(self.stop_error(fail, None, &last));
+                    }
+                }
+                self.bake(writer, index, bake, span).await
+            }
+            Stage::Retire => {
+                // Confirm the route is still ours before taking the stable version away.
+                if let Err(fail) = writer.confirm(self.write_budget()).await {
+                    let last = writer.known().clone();
+                    return StageEnd::Stop(self.stop_error(fail, None, &last));
+                }
+                if let Some(fleet) = &self.cfg.fleet
+                    && let Err(e) = fleet.retire(&self.cfg.stable).await
+                {
+                    self.emit.send(Event::FleetWarning {
+                        message: format!("retiring '{}' failed: {e}", self.cfg.stable),
+                    });
+                }
+                StageEnd::Passed
+            }
+        }
+    }
+
+    async fn provision(&mut self) -> StageEnd {
+        let Some(fleet) = self.cfg.fleet.clone() else {
+            return StageEnd::Passed;
+        };
+        let version = self.cfg.candidate.clone();
+        let ready_timeout = self.cfg.policy.ready_timeout;
+        let work = async {
+            fleet.bring_up(&version).await?;
+            fleet.wait_ready(&version, ready_timeout).await
+        };
+        tokio::select! {
+            r = work => match r {
+                Ok(()) => StageEnd::Passed,
+                Err(e) => StageEnd::Failed(RollbackReason::ProvisionFailed(e.to_string())),
+            },
+            _ = sleep_until(self.deadline) => StageEnd::Failed(RollbackReason::DeadlineExceeded),
+        }
+    }
+
+    /// Watches the checks for `bake` (not counting paused time). Passes only on a
+    /// healthy verdict once the bake time is over.
+    async fn bake(
+        &mut self,
+        writer: &Writer,
+        index: usize,
+        bake: Duration,
+        span: &mut impl Span,
+    ) -> StageEnd {
+        let interval = self.cfg.policy.check_interval;
+        let stage_start = Instant::now();
+        let mut baked = Duration::ZERO;
+        let mut mark = Instant::now();
+        let mut next_eval = mark + interval.min(bake);
+        loop {
+            tokio::select! {
+                biased;
+                c = self.control.recv(), if self.control_open => match c {
+                    Some(Control::Abort) => return StageEnd::Failed(RollbackReason::Aborted),
+                    Some(Control::Promote) => return StageEnd::PromoteNow,
+                    Some(Control::Pause) if !self.paused => {
+                        baked += mark.elapsed();
+                        self.paused = true;
+                        self.emit.send(Event::Paused);
+                    }
+                    Some(Control::Resume) if self.paused => {
+                        mark = Instant::now();
+                        self.paused = false;
+                        self.emit.send(Event::Resumed);
+                    }
+                    Some(_) => {}
+                    None => self.control_open = false,
+                },
+                _ = sleep_until(self.deadline) => return StageEnd::Failed(RollbackReason::DeadlineExceeded),
+                _ = sleep_until(next_eval) => {
+                    let ctx = CheckContext {
+                        stage: index,
+                        stable: self.cfg.stable.clone(),
+                        candidate: self.cfg.candidate.clone(),
+                        weights: writer.known().clone(),
+                        stage_elapsed: stage_start.elapsed(),
+                    };
+                    let verdict = self.evaluate(&ctx).await;
+                    span.add_event("verdict", vec![KeyValue::new("verdict", verdict.to_string())]);
+                    if let Some(end) = self.judge(index, &verdict) {
+                        return end;
+                    }
+                    if !self.paused {
+                        baked += mark.elapsed();
+                        mark = Instant::now();
+                    }
+                    if !self.paused && baked >= bake && verdict.is_healthy() {
+                        return StageEnd::Passed;
+                    }
+                    let left = bake.saturating_sub(baked);
+                    let wait = if left.is_zero() || self.paused { interval } else { interval.min(left) };
+                    next_eval = Instant::now() + wait;
+                }
+            }
+        }
+    }
+
+    async fn evaluate(&self, ctx: &CheckContext) -> Verdict {
+        let limit = self.cfg.policy.check_timeout;
+        match timeout(limit, self.cfg.check.check(ctx)).await {
+            Ok(v) => v,
+            Err(_) => Verdict::inconclusive(format!("checks did not answer within {limit:?}")),
+        }
+    }
+
+    /// Updates the counters with a verdict; `Some` when the stage must end.
+    fn judge(&mut self, index: usize, verdict: &Verdict) -> Option<StageEnd> {
+        match verdict {
+            Verdict::Healthy => {
+                self.failures = 0;
+                self.inconclusive = 0;
+            }
+            Verdict::Unhealthy { .. } => {
+                self.failures += 1;
+                self.inconclusive = 0;
+            }
+            Verdict::Inconclusive { .. } => self.inconclusive += 1,
+        }
+        self.emit.send(Event::Verdict {
+            stage: index,
+            verdict: verdict.clone(),
+            failures: self.failures,
+            inconclusive: self.inconclusive,
+        });
+        if self.failures >= self.cfg.policy.failure_threshold {
+            return Some(StageEnd::Failed(RollbackReason::Unhealthy(
+                verdict.reason().to_owned(),
+            )));
+        }
+        if let InconclusivePolicy::FailAfter(n) = self.cfg.policy.inconclusive
+            && self.inconclusive >= n
+        {
+            return Some(StageEnd::Failed(RollbackReason::Inconclusive(
+                verdict.reason().to_owned(),
+            )));
+        }
+        None
+    }
+}

@@ -1,0 +1,229 @@
+//! Canary: explicit steps, or a step size up to a maximum, each baked.
+
+use std::time::Duration;
+
+use super::{Stage, Strategy, check_bake, validate_stages};
+use crate::error::ConfigError;
+
+/// Shifts traffic to the new version in explicit steps (for example 5, 25, 50, 100),
+/// watching the checks for `bake` at each, the last (100%) step included. Then
+/// retires the stable version.
+///
+/// ```
+/// use std::time::Duration;
+/// use meshkit::strategy::{Canary, Strategy};
+///
+/// let canary = Canary::steps([5, 25, 50, 100]).bake(Duration::from_secs(120));
+/// assert!(canary.validate().is_ok());
+/// // Flagger-style: 10% more each step up to 50%, then promotion at 100%.
+/// let stepped = Canary::step_max(10, 50);
+/// assert_eq!(stepped.percents(), vec![10, 20, 30, 40, 50, 100]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Canary {
+    steps: Vec<u32>,
+    bake: Duration,
+}
+
+/// The default bake time per step: 60 s.
+pub const DEFAULT_BAKE: Duration = Duration::from_secs(60);
+
+impl Canary {
+    /// Explicit percentages on the new version. They must rise strictly, lie in 1-100,
+    /// and end at 100 (checked by [`Strategy::validate`]).
+    pub fn steps(steps: impl IntoIterator<Item = u32>) -> Self {
+        Self {
+            steps: steps.into_iter().collect(),
+            bake: DEFAULT_BAKE,
+        }
+    }
+
+    /// `step`, `2*step`, ... up to `max` (inclusive), then 100. A `step` of 0 or a `max`
+    /// outside 1-100 gives a plan that fails validation.
+    pub fn step_max(step: u32, max: u32) -> Self {
+        let mut steps = Vec::new();
+        if step == 0 || max == 0 || max > 100 {
+            steps.push(step.min(max));
+        } else {
+            let mut w = step;
+            while w <= max && w < 100 {
+                steps.push(w);
+                w += step;
+            }
+            steps.push(100);
+        }
+        Self {
+            steps,
+            bake: DEFAULT_BAKE,
+        }
+    }
+
+    /// The time to watch each step. Default: 60 s.
+    pub fn bake(mut self, bake: Duration) -> Self {
+        self.bake = bake;
+        self
+    }
+
+    /// The step percentages.
+    pub fn percents(&self) -> Vec<u32> {
+        self.steps.clone()
+    }
+}
+
+pub(super) fn shift_stages(percents: &[u32], bake: Duration) -> Vec<Stage> {
+    percents
+        .iter()
+        .map(|p| Stage::Shift {
+            new_percent: (*p).min(255) as u8,
+            bake,
+        })
+        .collect()
+}
+
+impl Strategy for Canary {
+    fn name(&self) -> &str {
+        "canary"
+    }
+
+    fn stages(&self) -> Vec<Stage> {
+        let mut stages = shift_stages(&self.steps, self.bake);
+        stages.push(Stage::Retire);
+        stages
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.steps.is_empty() {
+            return Err(ConfigError::Strategy {
+                strategy: self.name().into(),
+                field: "steps",
+                problem: "no steps given".into(),
+            });
+        }
+        check_bake(self.name(), "bake", self.bake)?;
+        validate_stages(self.name(), &self.stages())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::RollbackReason;
+    use crate::strategy::table::{drive, healthy_percents};
+    use crate::strategy::{Decision, Input};
+
+    #[test]
+    fn healthy_walks_every_step_then_retires() {
+        let c = Canary::steps([5, 25, 50, 100]).bake(Duration::from_secs(30));
+        let mut inputs = vec![Input::Start];
+        inputs.extend([
+            Input::Passed,
+            Input::Passed,
+            Input::Passed,
+            Input::Passed,
+            Input::Passed,
+        ]);
+        let bake = Duration::from_secs(30);
+        let shift = |index, p| Decision::Run {
+            index,
+            stage: Stage::Shift {
+                new_percent: p,
+                bake,
+            },
+        };
+        assert_eq!(
+            drive(&c, &inputs),
+            vec![
+                shift(0, 5),
+                shift(1, 25),
+                shift(2, 50),
+                shift(3, 100),
+                Decision::Run {
+                    index: 4,
+                    stage: Stage::Retire
+                },
+                Decision::Promote,
+            ]
+        );
+    }
+
+    #[test]
+    fn failure_at_any_step_rolls_back() {
+        let c = Canary::steps([10, 50, 100]);
+        let why = RollbackReason::Unhealthy("5xx".into());
+        for k in 0..3 {
+            let mut inputs = vec![Input::Start];
+            inputs.extend(std::iter::repeat_n(Input::Passed, k));
+            inputs.push(Input::Failed(why.clone()));
+            let out = drive(&c, &inputs);
+            assert_eq!(
+                out.last(),
+                Some(&Decision::RollBack(why.clone())),
+                "step {k}"
+            );
+        }
+    }
+
+    #[test]
+    fn promote_now_jumps_to_the_cutover() {
+        let c = Canary::steps([10, 50, 100]);
+        let out = drive(
+            &c,
+            &[
+                Input::Start,
+                Input::PromoteNow,
+                Input::Passed,
+                Input::Passed,
+            ],
+        );
+        assert!(matches!(
+            out[1],
+            Decision::Run {
+                index: 2,
+                stage: Stage::Shift {
+                    new_percent: 100,
+                    ..
+                }
+            }
+        ));
+        assert_eq!(
+            out[2],
+            Decision::Run {
+                index: 3,
+                stage: Stage::Retire
+            }
+        );
+        assert_eq!(out[3], Decision::Promote);
+    }
+
+    #[test]
+    fn step_max_matches_flagger() {
+        assert_eq!(
+            healthy_percents(&Canary::step_max(10, 50)),
+            [10, 20, 30, 40, 50, 100]
+        );
+        assert_eq!(
+            healthy_percents(&Canary::step_max(30, 100)),
+            [30, 60, 90, 100]
+        );
+        assert_eq!(healthy_percents(&Canary::step_max(100, 100)), [100]);
+        assert!(Canary::step_max(0, 50).validate().is_err());
+        assert!(Canary::step_max(10, 101).validate().is_err());
+    }
+
+    #[test]
+    fn invalid_steps_are_rejected() {
+        for steps in [
+            vec![],
+            vec![0, 100],
+            vec![50, 20, 100],
+            vec![10, 50],
+            vec![10, 10, 100],
+            vec![50, 150],
+        ] {
+            assert!(
+                Canary::steps(steps.clone()).validate().is_err(),
+                "{steps:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! A seeded randomized fault campaign: every schedule must end safely.
+//!
+//! Each schedule draws a strategy, a health script and router faults (failed,
+//! throttled, rejected and lost writes, failed reads, read lag, another writer) from a
+//! seed. Every run must end promoted with the route really at 100% new, rolled back
+//! with the route really at 100% stable, or stopped with an error naming the weights
+//! really in force. No write may ever carry weights that do not sum to 100.
+//!
+//! To see one schedule's history: `CAMPAIGN_DEBUG=<seed> cargo test -p meshkit --test
+//! fault_campaign -- --nocapture`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ROUTE, router, split};
+use meshkit::health::Verdict;
+use meshkit::rollout::InconclusivePolicy;
+use meshkit::strategy::{BlueGreen, Canary, CanaryBlueGreen, Linear};
+use meshkit::{Outcome, Rollout, RolloutError};
+use meshkit_testing::{Fault, InMemoryFleet, InMemoryRouter, ScriptedHealthCheck};
+
+const SCHEDULES: u64 = 600;
+
+#[derive(Debug, Default)]
+struct Tally {
+    promoted: u32,
+    rolled_back: u32,
+    concurrent: u32,
+    rollback_failed: u32,
+    other_error: u32,
+}
+
+fn script(rng: &mut fastrand::Rng) -> Vec<Verdict> {
+    (0..rng.usize(1..40))
+        .map(|_| match rng.u8(0..20) {
+            0 => Verdict::unhealthy("injected"),
+            1 => Verdict::inconclusive("no data"),
+            _ => Verdict::Healthy,
+        })
+        .collect()
+}
+
+fn faults(rng: &mut fastrand::Rng, r: &InMemoryRouter) {
+    for _ in 0..rng.usize(0..6) {
+        let n = rng.u64(0..8);
+        let k = rng.u32(1..4);
+        let fault = match rng.u8(0..7) {
+            0 => Fault::FailWrites(k),
+            1 => Fault::RejectWrites(1),
+            2 => Fault::LoseResponses(k),
+            3 => Fault::Throttle(k),
+            4 => Fault::FailReads(k),
+            5 => Fault::External(ROUTE.into(), split(rng.u8(0..=100))),
+            _ => Fault::FailWrites(rng.u32(5..50)),
+        };
+        if n == 0 {
+            // Before the first write: inject now.
+            match fault {
+                Fault::FailWrites(k) => r.fail_next_writes(k),
+                Fault::RejectWrites(k) => r.reject_next_writes(k),
+                Fault::LoseResponses(k) => r.lose_next_responses(k),
+                Fault::Throttle(k) => r.throttle_next_calls(k),
+                Fault::FailReads(k) => r.fail_next_reads(k),
+                Fault::External(_, _) => {}
+            }
+        } else {
+            r.after_writes(n, fault);
+        }
+    }
+    if rng.bool() {
+        r.set_read_lag(Duration::from_millis(rng.u64(0..3000)));
+    }
+    r.report_applied(rng.bool());
+}
+
+async fn one(seed: u64, tally: &mut Tally) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let r = router();
+    faults(&mut rng, &r);
+    let bake = Duration::from_secs(rng.u64(0..120));
+    let b = Rollout::builder()
+        .router(r.clone())
+        .route(ROUTE)
+        .from("v1")
+        .to("v2")
+        .id(format!("seed{seed}"));
+    let b = match rng.u8(0..4) {
+        0 => b.strategy(Canary::steps([5, 25, 50, 100]).bake(bake)),
+        1 => b.strategy(Linear::new(rng.u32(10..=50), bake)),
+        2 => b
+            .strategy(BlueGreen::new().pre_check(bake).bake(bake))
+            .fleet(InMemoryFleet::new()),
+        _ => b
+            .strategy(CanaryBlueGreen::new([10, 40]).step_bake(bake).bake(bake))
+            .fleet(InMemoryFleet::new()),
+    };
+    let b = b
+        .check(ScriptedHealthCheck::new(script(&mut rng)))
+        .check_interval(Duration::from_secs(rng.u64(1..30)))
+        .check_timeout(Duration::from_secs(1))
+        .failure_threshold(rng.u32(1..4))
+        .inconclusive(if rng.bool() {
+            InconclusivePolicy::Wait
+        } else {
+            InconclusivePolicy::FailAfter(rng.u32(1..4))
+        })
+        .rollback_deadline(Duration::from_secs(120))
+        .deadline(Duration::from_secs(3600 * 2));
+    let result = b
+        .build()
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"))
+        .run()
+        .await;
+    let truth = r.weights(ROUTE).unwrap();
+    if std::env::var("CAMPAIGN_DEBUG").is_ok_and(|s| s == seed.to_string()) {
+        eprintln!("seed {seed}: {result:?}\nhistory: {:#?}", r.history(ROUTE));
+    }
+    for w in r.writes(ROUTE) {
+        assert_eq!(
+            w.iter().map(|(_, p)| u32::from(p)).sum::<u32>(),
+            100,
+            "seed {seed}"
+        );
+    }
+    match result {
+        Ok(Outcome::Promoted { weights, .. }) => {
+            assert_eq!(
+                truth,
+                split(100),
+                "seed {seed}: promoted but route at {truth}"
+            );
+            assert_eq!(weights, truth, "seed {seed}");
+            tally.promoted += 1;
+        }
+        Ok(Outcome::RolledBack { weights, .. }) => {
+            assert_eq!(
+                truth,
+                split(0),
+                "seed {seed}: rolled back but route at {truth}"
+            );
+            assert_eq!(weights, truth, "seed {seed}");
+            tally.rolled_back += 1;
+        }
+        Err(e) => {
+            assert_eq!(
+                e.in_force(),
+                Some(&truth),
+                "seed {seed}: error {e} does not name the true weights"
+            );
+            match e {
+                RolloutError::ConcurrentWriter { .. } => tally.concurrent += 1,
+                RolloutError::RollbackFailed { .. } => tally.rollback_failed += 1,
+                _ => tally.other_error += 1,
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_schedule_ends_safely() {
+    let mut tally = Tally::default();
+    for seed in 0..SCHEDULES {
+        one(seed, &mut tally).await;
+    }
+    println!("fault campaign over {SCHEDULES} schedules: {tally:?}");
+    let total = tally.promoted
+        + tally.rolled_back
+        + tally.concurrent
+        + tally.rollback_failed
+        + tally.other_error;
+    assert_eq!(u64::from(total), SCHEDULES);
+    // The campaign must exercise every ending, or it proves little.
+    assert!(
+        tally.promoted > 50 && tally.rolled_back > 50 && tally.concurrent > 10,
+        "{tally:?}"
+    );
+}

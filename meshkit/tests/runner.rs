@@ -1,0 +1,533 @@
+//! Runner tests with paused time against the in-memory router.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ROUTE, canary, router, split};
+use meshkit::health::Verdict;
+use meshkit::rollout::{Event, InconclusivePolicy, RollbackReason};
+use meshkit::strategy::{BlueGreen, Canary, Linear};
+use meshkit::{Outcome, Rollout, RolloutError};
+use meshkit_testing::{ChangedBy, Fault, FleetCall, InMemoryFleet, ScriptedHealthCheck};
+
+#[tokio::test(start_paused = true)]
+async fn healthy_canary_walks_the_exact_weights_and_is_promoted() {
+    let r = router();
+    let rollout = canary(&r, ScriptedHealthCheck::healthy()).build().unwrap();
+    let outcome = rollout.run().await.unwrap();
+    assert!(
+        matches!(outcome, Outcome::Promoted { manual: false, .. }),
+        "{outcome}"
+    );
+    assert_eq!(
+        r.writes(ROUTE),
+        vec![split(5), split(25), split(50), split(100)]
+    );
+    assert_eq!(r.weights(ROUTE), Some(split(100)));
+    // Each step baked 60 s: 4 steps, about 240 s of (paused) time.
+    let Outcome::Promoted { elapsed, .. } = outcome else {
+        unreachable!()
+    };
+    assert!(
+        elapsed >= Duration::from_secs(240) && elapsed < Duration::from_secs(241),
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unhealthy_at_each_step_rolls_back_to_all_stable() {
+    // 6 evaluations per step (60 s bake / 10 s interval); fail in step k.
+    for k in 0..4usize {
+        let r = router();
+        let check = ScriptedHealthCheck::fail_after(6 * k + 2, "5xx rate 12%");
+        let outcome = canary(&r, check).build().unwrap().run().await.unwrap();
+        match &outcome {
+            Outcome::RolledBack {
+                reason: RollbackReason::Unhealthy(why),
+                stage,
+                weights,
+                ..
+            } => {
+                assert_eq!(*stage, Some(k), "step {k}");
+                assert_eq!(why, "5xx rate 12%");
+                assert_eq!(*weights, split(0));
+            }
+            other => panic!("step {k}: {other}"),
+        }
+        assert_eq!(r.weights(ROUTE), Some(split(0)), "step {k}");
+        let steps = [5, 25, 50, 100];
+        let mut expected: Vec<_> = steps[..=k].iter().map(|p| split(*p)).collect();
+        expected.push(split(0));
+        assert_eq!(r.writes(ROUTE), expected, "step {k}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thirty_minute_rollout_takes_well_under_a_second() {
+    let r = router();
+    let wall = std::time::Instant::now();
+    let rollout = Rollout::builder()
+        .router(r.clone())
+        .route(ROUTE)
+        .from("v1")
+        .to("v2")
+        .strategy(Linear::new(10, Duration::from_secs(180)))
+        .check(ScriptedHealthCheck::healthy())
+        .build()
+        .unwrap();
+    let outcome = rollout.run().await.unwrap();
+    let Outcome::Promoted { elapsed, .. } = outcome else {
+        panic!("{outcome}")
+    };
+    assert_eq!(elapsed.as_secs(), 30 * 60);
+    assert!(
+        wall.elapsed() < Duration::from_secs(1),
+        "wall time {:?}",
+        wall.elapsed()
+    );
+    assert_eq!(r.writes(ROUTE).len(), 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_writer_is_detected_and_left_alone() {
+    let r = router();
+    let theirs = split(70);
+    // Right after meshkit's second write (25%), someone else sets 70%.
+    r.external_write_after(2, ROUTE, theirs.clone());
+    let err = canary(&r, ScriptedHealthCheck::healthy())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap_err();
+    match &err {
+        RolloutError::ConcurrentWriter {
+            expected, found, ..
+        } => {
+            assert_eq!(*expected, split(25));
+            assert_eq!(*found, theirs);
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(err.in_force(), Some(&theirs));
+    assert_eq!(r.weights(ROUTE), Some(theirs));
+    let last = r.history(ROUTE).pop().unwrap();
+    assert_eq!(
+        last.by,
+        ChangedBy::External,
+        "meshkit wrote after the other writer"
+    );
+    assert_eq!(r.writes(ROUTE), vec![split(5), split(25)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_external_change_during_the_last_bake_stops_promotion() {
+    let r = router();
+    r.external_write_after(4, ROUTE, split(0));
+    let err = canary(&r, ScriptedHealthCheck::healthy())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RolloutError::ConcurrentWriter { .. }),
+        "{err}"
+    );
+    assert_eq!(err.in_force(), Some(&split(0)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn rollback_is_bounded_by_interval_times_threshold_plus_one_write() {
+    let r = router();
+    let check = ScriptedHealthCheck::fail_after(6, "p99 900ms");
+    let rollout = canary(&r, check).failure_threshold(3).build().unwrap();
+    let mut events = rollout.events();
+    let task = tokio::spawn(rollout.run());
+    let (mut first_fail, mut rolled_back) = (None, None);
+    while let Some((at, e)) = events.recv_timed().await {
+        match e {
+            Event::Verdict {
+                verdict: Verdict::Unhealthy { .. },
+                ..
+            } if first_fail.is_none() => first_fail = Some(at),
+            Event::WeightsWritten { weights } if weights == split(0) => rolled_back = Some(at),
+            _ => {}
+        }
+    }
+    task.await.unwrap().unwrap();
+    let took = rolled_back.unwrap() - first_fail.unwrap();
+    // The first failure counts as 1 of 3: two more intervals, then the write (instant here).
+    assert_eq!(took, Duration::from_secs(20));
+}
+
+#[tokio::test(start_paused = true)]
+async fn inconclusive_never_promotes_and_fails_after_its_limit() {
+    let r = router();
+    let check = ScriptedHealthCheck::new([Verdict::inconclusive("no data")]);
+    let outcome = canary(&r, check.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Outcome::RolledBack {
+                reason: RollbackReason::Inconclusive(_),
+                stage: Some(0),
+                ..
+            }
+        ),
+        "{outcome}"
+    );
+    assert_eq!(check.calls(), 3);
+
+    // With Wait, inconclusive holds the stage until the deadline rolls it back.
+    let r = router();
+    let check = ScriptedHealthCheck::new([Verdict::inconclusive("no data")]);
+    let outcome = canary(&r, check)
+        .inconclusive(InconclusivePolicy::Wait)
+        .deadline(Duration::from_secs(600))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Outcome::RolledBack {
+                reason: RollbackReason::DeadlineExceeded,
+                stage: Some(0),
+                ..
+            }
+        ),
+        "{outcome}"
+    );
+    assert_eq!(r.writes(ROUTE), vec![split(5), split(0)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_check_holds_the_stage_until_healthy() {
+    let r = router();
+    // Step 0: healthy x5, then unhealthy at the 60 s mark (threshold 2 not reached),
+    // then healthy: the stage passes 10 s late.
+    let mut script = vec![Verdict::Healthy; 5];
+    script.push(Verdict::unhealthy("blip"));
+    script.push(Verdict::Healthy);
+    let check = ScriptedHealthCheck::new(script);
+    let rollout = canary(&r, check).failure_threshold(2).build().unwrap();
+    let outcome = rollout.run().await.unwrap();
+    let Outcome::Promoted { elapsed, .. } = outcome else {
+        panic!("{outcome}")
+    };
+    assert_eq!(elapsed, Duration::from_secs(250));
+}
+
+#[tokio::test(start_paused = true)]
+async fn abort_rolls_back() {
+    let r = router();
+    let rollout = canary(&r, ScriptedHealthCheck::healthy()).build().unwrap();
+    let handle = rollout.handle();
+    let mut events = rollout.events();
+    let task = tokio::spawn(rollout.run());
+    while let Some(e) = events.recv().await {
+        if let Event::WeightsWritten { weights } = e
+            && weights == split(25)
+        {
+            handle.abort().unwrap();
+        }
+    }
+    let outcome = task.await.unwrap().unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Outcome::RolledBack {
+                reason: RollbackReason::Aborted,
+                stage: Some(1),
+                ..
+            }
+        ),
+        "{outcome}"
+    );
+    assert_eq!(r.weights(ROUTE), Some(split(0)));
+    assert!(
+        handle.abort().is_err(),
+        "handle must report the rollout ended"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn promote_now_skips_to_the_cutover_and_keeps_its_bake() {
+    let r = router();
+    let check = ScriptedHealthCheck::healthy();
+    let rollout = canary(&r, check.clone()).build().unwrap();
+    let handle = rollout.handle();
+    handle.promote().unwrap();
+    let outcome = rollout.run().await.unwrap();
+    assert!(
+        matches!(outcome, Outcome::Promoted { manual: true, .. }),
+        "{outcome}"
+    );
+    assert_eq!(r.writes(ROUTE), vec![split(5), split(100)]);
+    // The 100% step still baked (6 evaluations).
+    assert_eq!(check.contexts().iter().filter(|c| c.stage == 3).count(), 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn pause_stops_the_bake_clock_but_not_the_checks() {
+    let r = router();
+    let check = ScriptedHealthCheck::healthy();
+    let rollout = canary(&r, check.clone()).build().unwrap();
+    let handle = rollout.handle();
+    let task = tokio::spawn(rollout.run());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    handle.pause().unwrap();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(r.writes(ROUTE), vec![split(5)], "no progress while paused");
+    assert!(
+        check.calls() >= 60,
+        "checks keep running while paused: {}",
+        check.calls()
+    );
+    handle.resume().unwrap();
+    let outcome = task.await.unwrap().unwrap();
+    let Outcome::Promoted { elapsed, .. } = outcome else {
+        panic!("{outcome}")
+    };
+    assert!(
+        elapsed >= Duration::from_secs(840) && elapsed <= Duration::from_secs(851),
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn blue_green_provisions_checks_without_traffic_then_retires_blue() {
+    let r = router();
+    let fleet = InMemoryFleet::new().ready_after(Duration::from_secs(30));
+    let check = ScriptedHealthCheck::healthy();
+    let rollout = Rollout::builder()
+        .router(r.clone())
+        .route(ROUTE)
+        .from("v1")
+        .to("v2")
+        .strategy(
+            BlueGreen::new()
+                .pre_check(Duration::from_secs(20))
+                .bake(Duration::from_secs(60)),
+        )
+        .check(check.clone())
+        .fleet(fleet.clone())
+        .build()
+        .unwrap();
+    let outcome = rollout.run().await.unwrap();
+    assert!(outcome.is_promoted(), "{outcome}");
+    assert_eq!(r.writes(ROUTE), vec![split(100)], "a single cutover");
+    assert_eq!(
+        fleet.calls(),
+        vec![
+            FleetCall::BringUp("v2".into()),
+            FleetCall::Ready("v2".into()),
+            FleetCall::Retire("v1".into())
+        ]
+    );
+    // Pre-check evaluations saw no traffic on v2.
+    let pre: Vec<_> = check
+        .contexts()
+        .into_iter()
+        .filter(|c| c.stage == 1)
+        .collect();
+    assert_eq!(pre.len(), 2);
+    assert!(pre.iter().all(|c| c.weights == split(0)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn blue_green_rollback_in_the_window_keeps_blue_and_retires_green() {
+    let r = router();
+    let fleet = InMemoryFleet::new();
+    // 2 pre-check evaluations pass, then green fails after the cutover.
+    let check = ScriptedHealthCheck::fail_after(3, "errors");
+    let outcome = Rollout::builder()
+        .router(r.clone())
+        .route(ROUTE)
+        .from("v1")
+        .to("v2")
+        .strategy(
+            BlueGreen::new()
+                .pre_check(Duration::from_secs(20))
+                .bake(Duration::from_secs(60)),
+        )
+        .check(check)
+        .fleet(fleet.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, Outcome::RolledBack { stage: Some(2), .. }),
+        "{outcome}"
+    );
+    assert_eq!(r.writes(ROUTE), vec![split(100), split(0)]);
+    assert_eq!(fleet.calls().last(), Some(&FleetCall::Retire("v2".into())));
+    assert!(!fleet.calls().contains(&FleetCall::Retire("v1".into())));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_version_that_never_gets_ready_rolls_back_before_any_traffic() {
+    let r = router();
+    let fleet = InMemoryFleet::new().ready_after(Duration::from_secs(3600));
+    let outcome = Rollout::builder()
+        .router(r.clone())
+        .route(ROUTE)
+        .from("v1")
+        .to("v2")
+        .strategy(BlueGreen::new())
+        .check(ScriptedHealthCheck::healthy())
+        .fleet(fleet)
+        .ready_timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    match outcome {
+        Outcome::RolledBack {
+            reason: RollbackReason::ProvisionFailed(why),
+            ..
+        } => assert!(why.contains("0 of 1 tasks"), "{why}"),
+        other => panic!("{other}"),
+    }
+    assert!(
+        r.writes(ROUTE).is_empty(),
+        "route already at 100% stable: no write needed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn writes_are_retried_through_faults_and_verified() {
+    let r = router();
+    r.throttle_next_calls(2);
+    r.fail_next_writes(2);
+    r.lose_next_responses(1);
+    r.set_read_lag(Duration::from_millis(700));
+    r.report_applied(true);
+    let rollout = canary(&r, ScriptedHealthCheck::healthy()).build().unwrap();
+    let mut events = rollout.events();
+    let task = tokio::spawn(rollout.run());
+    let (mut retries, mut verified) = (0, 0);
+    while let Some(e) = events.recv().await {
+        match e {
+            Event::WriteRetry { .. } => retries += 1,
+            Event::WeightsVerified { .. } => verified += 1,
+            _ => {}
+        }
+    }
+    assert!(task.await.unwrap().unwrap().is_promoted());
+    assert!(retries >= 3, "{retries}");
+    assert_eq!(verified, 4);
+    assert_eq!(r.weights(ROUTE), Some(split(100)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_that_cannot_be_written_is_reported_with_the_weights_in_force() {
+    let r = router();
+    let check = ScriptedHealthCheck::fail_after(7, "bad");
+    // After the 25% write, every write fails.
+    r.after_writes(2, Fault::FailWrites(u32::MAX));
+    let rollout = canary(&r, check)
+        .rollback_deadline(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let err = rollout.run().await.unwrap_err();
+    assert!(matches!(err, RolloutError::RollbackFailed { .. }), "{err}");
+    assert_eq!(err.in_force(), Some(&split(25)));
+    assert!(err.to_string().contains("ROLLBACK FAILED"), "{err}");
+    assert!(err.to_string().contains("v1=75 v2=25"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejected_forward_write_rolls_back() {
+    let r = router();
+    // The write after the first (5%) one is rejected as invalid.
+    r.after_writes(1, Fault::RejectWrites(1));
+    let outcome = canary(&r, ScriptedHealthCheck::healthy())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Outcome::RolledBack {
+                reason: RollbackReason::WriteFailed(_),
+                stage: Some(1),
+                ..
+            }
+        ),
+        "{outcome}"
+    );
+    assert_eq!(r.weights(ROUTE), Some(split(0)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_continues_from_the_weights_found() {
+    let r = router();
+    r.external_write(ROUTE, split(25));
+    let rollout = canary(&r, ScriptedHealthCheck::healthy())
+        .resume(true)
+        .build()
+        .unwrap();
+    assert!(rollout.run().await.unwrap().is_promoted());
+    assert_eq!(r.writes(ROUTE), vec![split(50), split(100)]);
+
+    let r = router();
+    r.external_write(ROUTE, split(25));
+    let err = canary(&r, ScriptedHealthCheck::healthy())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RolloutError::NotAtStart { .. }), "{err}");
+    assert!(r.writes(ROUTE).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_tell_the_whole_story_in_order() {
+    let r = router();
+    let rollout = Rollout::builder()
+        .router(r.clone())
+        .route(ROUTE)
+        .from("v1")
+        .to("v2")
+        .strategy(Canary::steps([50, 100]).bake(Duration::from_secs(10)))
+        .check(ScriptedHealthCheck::healthy())
+        .build()
+        .unwrap();
+    let mut events = rollout.events();
+    let task = tokio::spawn(rollout.run());
+    let mut kinds = Vec::new();
+    while let Some(e) = events.recv().await {
+        kinds.push(match e {
+            Event::Started { .. } => "started",
+            Event::StageStarted { .. } => "stage",
+            Event::WeightsWritten { .. } => "written",
+            Event::Verdict { .. } => "verdict",
+            Event::Done { .. } => "done",
+            other => panic!("unexpected {other}"),
+        });
+    }
+    assert!(task.await.unwrap().unwrap().is_promoted());
+    assert_eq!(
+        kinds,
+        [
+            "started", "stage", "written", "verdict", "stage", "written", "verdict", "stage",
+            "done"
+        ]
+    );
+}
