@@ -1,0 +1,201 @@
+//! The request handler.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
+use http_body_util::Empty;
+use opentelemetry::Context;
+use sample_support::client::{HttpClient, new_client, read_limited};
+use sample_support::server::{self, Limits, Resp, json, json_string};
+use sample_support::xray::{TRACE_HEADER, Tracing};
+use tokio::net::TcpListener;
+
+use crate::Config;
+
+/// The largest downstream body accepted.
+const MAX_DOWNSTREAM_BODY: usize = 1024 * 1024;
+
+/// The service: cheap to clone, one per process (or per test).
+#[derive(Clone, Debug)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cfg: Config,
+    ok_body: Bytes,
+    self_json: String,
+    client: HttpClient,
+    tracing: Tracing,
+}
+
+impl App {
+    /// A service with these settings and tracing.
+    pub fn new(cfg: Config, tracing: Tracing) -> Self {
+        let ok_body = format!(
+            r#"{{"message":"ok","service":{},"version":{}}}"#,
+            json_string(&cfg.name),
+            json_string(&cfg.version)
+        );
+        let self_json = json_string(&cfg.name);
+        Self {
+            inner: Arc::new(Inner {
+                cfg,
+                ok_body: Bytes::from(ok_body),
+                self_json,
+                client: new_client(),
+                tracing,
+            }),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.inner.cfg
+    }
+
+    /// Serves on `listener` until `shutdown` completes; in-flight requests finish.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        let app = self.clone();
+        let result = server::serve(
+            listener,
+            Limits::default(),
+            move |req| {
+                let app = app.clone();
+                async move { app.handle(req).await }
+            },
+            shutdown,
+        )
+        .await;
+        self.inner.tracing.shutdown();
+        result
+    }
+
+    /// Answers one request.
+    pub async fn handle<B>(&self, req: Request<B>) -> Resp {
+        let inner = &self.inner;
+        let cfg = &inner.cfg;
+        let cx = inner.tracing.server_span(
+            req.headers(),
+            req.method().as_str(),
+            req.uri().path(),
+            &cfg.version,
+        );
+        if !cfg.extra_latency.is_zero() {
+            tokio::time::sleep(cfg.extra_latency).await;
+        }
+        let mut resp = if cfg.fail_rate > 0.0 && fastrand::f64() < cfg.fail_rate {
+            self.error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INJECTED_FAILURE",
+                "failure injected by FAIL_RATE",
+            )
+        } else if let Some(service) = downstream_segment(req.method(), req.uri()) {
+            self.downstream(service, &cx).await
+        } else {
+            json(StatusCode::OK, inner.ok_body.clone())
+        };
+        if let Some(v) = inner.tracing.header_value(&cx) {
+            resp.headers_mut().insert(TRACE_HEADER, v);
+        }
+        Tracing::finish(&cx, resp.status().as_u16());
+        resp
+    }
+
+    fn error(&self, status: StatusCode, code: &str, message: &str) -> Resp {
+        let body = format!(
+            r#"{{"message":"error","service":{},"error":{{"code":{},"message":{}}}}}"#,
+            self.inner.self_json,
+            json_string(code),
+            json_string(message)
+        );
+        json(status, body)
+    }
+
+    async fn downstream(&self, service: &str, cx: &Context) -> Resp {
+        let inner = &self.inner;
+        let Some(addr) = inner.cfg.allowed(service) else {
+            return self.error(
+                StatusCode::FORBIDDEN,
+                "DOWNSTREAM_NOT_ALLOWED",
+                &format!("downstream '{service}' is not in DOWNSTREAM_ALLOW"),
+            );
+        };
+        let url = format!("http://{addr}/");
+        let Ok(uri) = url.parse::<Uri>() else {
+            return self.error(
+                StatusCode::BAD_REQUEST,
+                "BAD_DOWNSTREAM",
+                &format!("'{service}' is not a host name"),
+            );
+        };
+        let client_cx = inner.tracing.client_span(cx, service, &url);
+        let mut req = Request::new(Empty::<Bytes>::new());
+        *req.uri_mut() = uri;
+        inner.tracing.inject(&client_cx, req.headers_mut());
+        req.headers_mut()
+            .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        let limit = inner.cfg.downstream_timeout;
+        let fetch = async {
+            let resp = inner.client.request(req).await.map_err(|e| {
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "DOWNSTREAM_UNREACHABLE",
+                    e.to_string(),
+                )
+            })?;
+            let status = resp.status().as_u16();
+            let body = read_limited(resp.into_body(), MAX_DOWNSTREAM_BODY)
+                .await
+                .map_err(|e| (StatusCode::BAD_GATEWAY, "DOWNSTREAM_BODY", e.to_string()))?;
+            Ok::<_, (StatusCode, &str, String)>((status, body))
+        };
+        let result = match tokio::time::timeout(limit, fetch).await {
+            Err(_) => Err((
+                StatusCode::GATEWAY_TIMEOUT,
+                "DOWNSTREAM_TIMEOUT",
+                format!("no answer from '{service}' within {limit:?}"),
+            )),
+            Ok(r) => r,
+        };
+        let (status, body) = match result {
+            Ok(ok) => ok,
+            Err((status, code, message)) => {
+                Tracing::fail(&client_cx, &message);
+                return self.error(status, code, &message);
+            }
+        };
+        Tracing::finish(&client_cx, status);
+        // Like the original, the body is parsed as JSON whatever the status.
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(value) => json(
+                StatusCode::OK,
+                format!(
+                    r#"{{"message":"fetched!","service":{},"response":{}}}"#,
+                    inner.self_json, value
+                ),
+            ),
+            Err(e) => self.error(
+                StatusCode::BAD_GATEWAY,
+                "DOWNSTREAM_NOT_JSON",
+                &format!("'{service}' answered {status} with a body that is not JSON: {e}"),
+            ),
+        }
+    }
+}
+
+/// `/downstream/<service>[/...]` → `<service>` (any method, as the original's
+/// `app.use`); `None` for every other path.
+fn downstream_segment<'a>(_method: &Method, uri: &'a Uri) -> Option<&'a str> {
+    let rest = uri.path().strip_prefix("/downstream/")?;
+    let service = rest.split('/').next().unwrap_or_default();
+    (!service.is_empty()).then_some(service)
+}
