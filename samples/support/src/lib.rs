@@ -4,7 +4,7 @@
 //!   id generator, daemon exporter, the X-Ray default sampling rule).
 //! - [`server`]: a hyper 1 server with graceful shutdown, header and body limits.
 //! - [`client`]: the outgoing HTTP client and bounded body reads.
-//! - [`env`]: reading settings from the environment with clear errors.
+//! - [`env`](mod@env): reading settings from the environment with clear errors.
 #![warn(missing_docs)]
 
 pub mod client;
