@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 say() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests use, as "command:package".
-APT_NEEDS=()
+APT_NEEDS=(prometheus:prometheus wrk:wrk)
 # Python packages, as "module:requirement".
 PIP_NEEDS=()
 

@@ -179,6 +179,42 @@ impl<C: HealthCheck> HealthCheck for Consecutive<C> {
     }
 }
 
+/// Evaluates the inner check only while the new version receives traffic. Built by
+/// [`only_with_traffic`].
+pub struct OnlyWithTraffic<C> {
+    inner: C,
+    name: String,
+}
+
+/// Wraps a traffic-based check (success rate, latency, a metric query) so that it is
+/// evaluated only when the new version's weight is above 0%.
+///
+/// At 0% (a blue/green pre-check, before any user traffic) there is no traffic to
+/// judge, and the wrapped check would be inconclusive at every evaluation. This wrapper
+/// answers healthy there *without evaluating anything*, so always pair it with a check
+/// that does evaluate the new version with no traffic, such as an
+/// [`HttpCheck`](super::HttpCheck) probe of its own address.
+pub fn only_with_traffic<C: HealthCheck>(check: C) -> OnlyWithTraffic<C> {
+    OnlyWithTraffic {
+        name: format!("{} (with traffic)", check.name()),
+        inner: check,
+    }
+}
+
+#[async_trait]
+impl<C: HealthCheck> HealthCheck for OnlyWithTraffic<C> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn check(&self, ctx: &CheckContext) -> Verdict {
+        if ctx.weights.percent(&ctx.candidate) == 0 {
+            return Verdict::Healthy;
+        }
+        self.inner.check(ctx).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -237,6 +273,20 @@ mod tests {
             Verdict::Inconclusive { .. }
         ));
         assert_eq!(all([h(), u()]).name(), "all(h, u)");
+    }
+
+    #[tokio::test]
+    async fn only_with_traffic_skips_at_zero_percent() {
+        let check = only_with_traffic(from_fn("no-data", |_| async {
+            Verdict::inconclusive("no data")
+        }));
+        let mut c = ctx();
+        assert!(
+            matches!(check.check(&c).await, Verdict::Inconclusive { .. }),
+            "10% on b: evaluated"
+        );
+        c.weights = Weights::split("a", "b", 0).unwrap();
+        assert_eq!(check.check(&c).await, Verdict::Healthy);
     }
 
     #[tokio::test]

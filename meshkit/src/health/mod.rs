@@ -4,6 +4,9 @@
 mod combinators;
 #[cfg(feature = "http-check")]
 mod http;
+mod metrics;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 
 use std::fmt;
 use std::future::Future;
@@ -12,9 +15,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use combinators::{All, Any, Consecutive, all, any, consecutive};
+pub use combinators::{
+    All, Any, Consecutive, OnlyWithTraffic, all, any, consecutive, only_with_traffic,
+};
 #[cfg(feature = "http-check")]
 pub use http::{HttpCheck, HttpCheckBuilder};
+pub use metrics::{LatencyP99, MetricsSource, SuccessRate, WindowStats};
+#[cfg(feature = "prometheus")]
+pub use prometheus::{PrometheusQuery, PrometheusQueryBuilder};
 
 use crate::traffic::Weights;
 

@@ -108,7 +108,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// `requests`, or after `duration` (in-flight requests still finish); without either,
 /// runs until the process is stopped.
 pub async fn run(opts: &Options, out: Arc<Mutex<dyn Write + Send>>) -> Result<Summary, String> {
+    run_until(opts, out, std::future::pending()).await
+}
+
+/// Like [`run`], and also stops sending when `stop` completes.
+pub async fn run_until(
+    opts: &Options,
+    out: Arc<Mutex<dyn Write + Send>>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Summary, String> {
     opts.validate()?;
+    tokio::pin!(stop);
     let url = opts.url()?;
     let client = new_client();
     let tally = Arc::new(Mutex::new(Tally::default()));
@@ -125,6 +135,7 @@ pub async fn run(opts: &Options, out: Arc<Mutex<dyn Write + Send>>) -> Result<Su
         tokio::select! {
             _ = ticker.tick() => {},
             () = sleep_until_opt(stop_at) => break,
+            () = &mut stop => break,
         }
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;

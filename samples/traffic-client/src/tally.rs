@@ -80,6 +80,18 @@ pub struct Summary {
     pub split: BTreeMap<String, f64>,
 }
 
+impl Summary {
+    /// The original client's report (`blue:1=78 error=2 green:1=76`) for the whole run.
+    pub fn report(&self) -> String {
+        let mut t = Tally {
+            counts: self.counts.clone(),
+            errors: self.errors,
+        };
+        t.counts.retain(|_, v| *v > 0);
+        t.report()
+    }
+}
+
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

@@ -1,0 +1,76 @@
+//! The weight table a route's data plane reads: weights plus a pick schedule.
+
+use crate::traffic::Weights;
+
+/// One version of a route's weights, swapped in whole on every write.
+#[derive(Debug)]
+pub(crate) struct Table {
+    pub(crate) weights: Weights,
+    pub(crate) revision: u64,
+    /// 100 slots of target indexes, interleaved by smooth weighted round-robin, so any
+    /// 100 consecutive picks match the weights exactly and the targets alternate
+    /// instead of coming in runs.
+    schedule: Vec<usize>,
+}
+
+impl Table {
+    /// `targets` are the route's target names in index order.
+    pub(crate) fn new(weights: Weights, targets: &[String], revision: u64) -> Self {
+        let w: Vec<i64> = targets
+            .iter()
+            .map(|t| i64::from(weights.percent(t)))
+            .collect();
+        let total: i64 = w.iter().sum();
+        let mut current = vec![0i64; w.len()];
+        let mut schedule = Vec::with_capacity(100);
+        if total > 0 {
+            for _ in 0..100 {
+                for (c, wi) in current.iter_mut().zip(&w) {
+                    *c += wi;
+                }
+                let best = (0..w.len())
+                    .max_by_key(|&i| (current[i], std::cmp::Reverse(i)))
+                    .unwrap_or(0);
+                current[best] -= total;
+                schedule.push(best);
+            }
+        }
+        Self {
+            weights,
+            revision,
+            schedule,
+        }
+    }
+
+    /// The target index for the `n`th request.
+    pub(crate) fn pick(&self, n: u64) -> Option<usize> {
+        if self.schedule.is_empty() {
+            return None;
+        }
+        self.schedule
+            .get((n % self.schedule.len() as u64) as usize)
+            .copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_hundred_picks_match_the_weights_and_interleave() {
+        let targets = vec!["blue".to_owned(), "green".to_owned()];
+        for p in [0u8, 1, 5, 10, 33, 50, 99, 100] {
+            let t = Table::new(Weights::split("blue", "green", p).unwrap(), &targets, 1);
+            for start in [0u64, 37, 1000] {
+                let green = (start..start + 100)
+                    .filter(|n| t.pick(*n) == Some(1))
+                    .count();
+                assert_eq!(green, usize::from(p), "p={p} start={start}");
+            }
+        }
+        let t = Table::new(Weights::split("blue", "green", 50).unwrap(), &targets, 1);
+        let picks: Vec<_> = (0..6).map(|n| t.pick(n).unwrap()).collect();
+        assert_eq!(picks, [0, 1, 0, 1, 0, 1]);
+    }
+}

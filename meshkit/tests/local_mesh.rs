@@ -1,0 +1,275 @@
+//! The local mesh's data plane and control plane, with real HTTP on loopback.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use meshkit::TrafficError;
+use meshkit::health::MetricsSource;
+use meshkit::traffic::local::LocalMesh;
+use meshkit::traffic::{RouteRef, TrafficRouter, Weights, WriteRequest};
+use tokio::net::TcpListener;
+
+/// An upstream answering `<name> <path>` after `delay`, or 500 when `fail`.
+async fn upstream(name: &'static str, delay: Duration, fail: bool) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| async move {
+                    tokio::time::sleep(delay).await;
+                    let mut r =
+                        Response::new(Full::new(Bytes::from(format!("{name} {}", req.uri()))));
+                    if fail {
+                        *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    Ok::<_, Infallible>(r)
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+type C = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
+
+fn client() -> C {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+async fn get(c: &C, url: &str) -> (u16, String) {
+    let resp = c.get(url.parse().unwrap()).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn split(green: u8) -> Weights {
+    Weights::split("blue", "green", green).unwrap()
+}
+
+async fn write(mesh: &LocalMesh, route: &str, w: Weights) {
+    let req = WriteRequest {
+        weights: w,
+        token: "t".into(),
+    };
+    mesh.router()
+        .write(&RouteRef::new(route).unwrap(), &req)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn routes_by_prefix_rewrites_it_and_splits_exactly() {
+    let (blue, green) = (
+        upstream("blue", Duration::ZERO, false).await,
+        upstream("green", Duration::ZERO, false).await,
+    );
+    let mesh = LocalMesh::builder()
+        .route("split", "/split", [("blue", blue), ("green", green)])
+        .route("other", "/", [("blue", blue)])
+        .start()
+        .await
+        .unwrap();
+    let c = client();
+    let base = format!("http://{}", mesh.gateway_addr());
+    assert_eq!(
+        get(&c, &format!("{base}/split/a/b?x=1")).await,
+        (200, "blue /a/b?x=1".into())
+    );
+    assert_eq!(
+        get(&c, &format!("{base}/splitter")).await,
+        (200, "blue /splitter".into()),
+        "longest matching prefix, whole segments"
+    );
+    write(&mesh, "split", split(30)).await;
+    let mut green_hits = 0;
+    for _ in 0..1000 {
+        if get(&c, &format!("{base}/split"))
+            .await
+            .1
+            .starts_with("green")
+        {
+            green_hits += 1;
+        }
+    }
+    assert_eq!(
+        green_hits, 300,
+        "the schedule is exact over every 100 requests"
+    );
+    let totals = mesh.totals("split").unwrap();
+    assert_eq!(totals[1].1.requests, 300);
+    assert_eq!(totals[0].1.responses[1], 701);
+}
+
+/// An upstream that reports each request's arrival and answers only when released.
+async fn gated(
+    name: &'static str,
+) -> (
+    SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+    std::sync::Arc<tokio::sync::Notify>,
+) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (arrived, rx) = tokio::sync::mpsc::unbounded_channel();
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let gate = release.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let (arrived, gate) = (arrived.clone(), gate.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req: Request<hyper::body::Incoming>| {
+                    let (arrived, gate) = (arrived.clone(), gate.clone());
+                    async move {
+                        let released = gate.notified();
+                        let _ = arrived.send(());
+                        released.await;
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(name))))
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, rx, release)
+}
+
+#[tokio::test]
+async fn a_weight_change_applies_to_new_requests_and_keeps_in_flight_ones() {
+    let (blue, mut arrived, release) = gated("blue").await;
+    let green = upstream("green", Duration::ZERO, false).await;
+    let mesh = LocalMesh::builder()
+        .route("split", "/", [("blue", blue), ("green", green)])
+        .start()
+        .await
+        .unwrap();
+    let url = format!("http://{}/", mesh.gateway_addr());
+    let (c, u) = (client(), url.clone());
+    let in_flight = tokio::spawn(async move { get(&c, &u).await });
+    arrived.recv().await.unwrap();
+    // The request is now held inside blue: switch all traffic to green.
+    write(&mesh, "split", split(100)).await;
+    let c = client();
+    for _ in 0..10 {
+        assert!(get(&c, &url).await.1.starts_with("green"));
+    }
+    release.notify_waiters();
+    assert_eq!(
+        in_flight.await.unwrap(),
+        (200, "blue".into()),
+        "the in-flight request finished on blue"
+    );
+}
+
+#[tokio::test]
+async fn failures_are_counted_and_exposed() {
+    let blue = upstream("blue", Duration::ZERO, true).await;
+    let down = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mesh = LocalMesh::builder()
+        .route("split", "/", [("blue", blue), ("green", down)])
+        .start()
+        .await
+        .unwrap();
+    write(&mesh, "split", split(50)).await;
+    let c = client();
+    let url = format!("http://{}/", mesh.gateway_addr());
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(get(&c, &url).await.0);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [500, 500, 500, 500, 500, 502, 502, 502, 502, 502]);
+    let w = mesh
+        .metrics("split")
+        .window("green", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!((w.requests, w.failures), (5, 5));
+    let metrics = get(&c, &format!("http://{}/metrics", mesh.admin_addr()))
+        .await
+        .1;
+    assert!(
+        metrics.contains("meshkit_upstream_errors_total{route=\"split\",target=\"green\"} 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("meshkit_responses_total{route=\"split\",target=\"blue\",class=\"5xx\"} 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("meshkit_route_weight{route=\"split\",target=\"green\"} 50"),
+        "{metrics}"
+    );
+    let routes: serde_json::Value = serde_json::from_str(
+        &get(&c, &format!("http://{}/routes", mesh.admin_addr()))
+            .await
+            .1,
+    )
+    .unwrap();
+    assert_eq!(routes[0]["weights"]["green"], 50);
+    assert_eq!(routes[0]["revision"], 2);
+}
+
+#[tokio::test]
+async fn the_router_refuses_unknown_routes_and_targets() {
+    let blue = upstream("blue", Duration::ZERO, false).await;
+    let mesh = LocalMesh::builder()
+        .route("split", "/", [("blue", blue)])
+        .start()
+        .await
+        .unwrap();
+    let r = mesh.router();
+    let err = r.read(&RouteRef::new("nope").unwrap()).await.unwrap_err();
+    assert!(err.is_not_found());
+    let req = WriteRequest {
+        weights: Weights::new([("purple", 100)]).unwrap(),
+        token: "t".into(),
+    };
+    assert!(matches!(
+        r.write(&RouteRef::new("split").unwrap(), &req).await,
+        Err(TrafficError::BadRequest { .. })
+    ));
+    assert_eq!(
+        r.read(&RouteRef::new("split").unwrap())
+            .await
+            .unwrap()
+            .weights,
+        Weights::new([("blue", 100)]).unwrap()
+    );
+    assert!(LocalMesh::builder().start().await.is_err(), "no routes");
+    assert!(
+        LocalMesh::builder()
+            .route("a", "nope", [("x", blue)])
+            .start()
+            .await
+            .is_err(),
+        "prefix without /"
+    );
+    assert!(
+        LocalMesh::builder()
+            .route("a", "/a", [("x", blue)])
+            .route("a", "/b", [("x", blue)])
+            .start()
+            .await
+            .is_err()
+    );
+}

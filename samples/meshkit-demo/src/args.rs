@@ -1,0 +1,87 @@
+//! Command-line options and the pacing they imply.
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Which strategy the demo runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StrategyKind {
+    /// Explicit canary steps (`--steps`).
+    Canary,
+    /// 25% more every bake.
+    Linear,
+    /// Check green with no traffic, one cutover, a bake window with blue kept ready.
+    BlueGreen,
+    /// Green checked with no traffic, canary steps 10% and 50%, then the cutover.
+    CanaryBlueGreen,
+}
+
+/// A live rollout on the local embedded mesh: blue (v1) and green (v2) sample services,
+/// steady traffic through the mesh, success-rate and p99 checks, and promotion or an
+/// automatic rollback.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "meshkit-demo", version)]
+pub struct Args {
+    /// The rollout strategy.
+    #[arg(long, value_enum, default_value_t = StrategyKind::Canary)]
+    pub strategy: StrategyKind,
+    /// Start green with failures (see --fail-rate): the rollout rolls back by itself.
+    #[arg(long)]
+    pub broken: bool,
+    /// Share of green's requests that fail with --broken.
+    #[arg(long, default_value_t = 0.5)]
+    pub fail_rate: f64,
+    /// Short bakes (3 s) and 1 s checks: a whole run in well under 30 s.
+    #[arg(long)]
+    pub fast: bool,
+    /// Canary steps, in percent.
+    #[arg(long, value_delimiter = ',', default_values_t = [10u32, 25, 50, 100])]
+    pub steps: Vec<u32>,
+    /// Requests per second the traffic generator sends through the mesh.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Bake time per step (default 20 s, 3 s with --fast).
+    #[arg(long, value_parser = traffic_client::parse_duration)]
+    pub bake: Option<Duration>,
+    /// Health check interval (default 2 s, 1 s with --fast).
+    #[arg(long, value_parser = traffic_client::parse_duration)]
+    pub check_interval: Option<Duration>,
+    /// Print the final summary as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Args {
+    /// Bake time per step.
+    pub fn bake(&self) -> Duration {
+        self.bake.unwrap_or(if self.fast {
+            Duration::from_secs(3)
+        } else {
+            Duration::from_secs(20)
+        })
+    }
+
+    /// Check interval.
+    pub fn check_interval(&self) -> Duration {
+        self.check_interval.unwrap_or(if self.fast {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(2)
+        })
+    }
+
+    /// Refuses values that would make a meaningless run.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.fail_rate) {
+            return Err("--fail-rate must be within 0.0-1.0".into());
+        }
+        if !(1.0..=20_000.0).contains(&self.rate) {
+            return Err("--rate must be within 1-20000 requests/s".into());
+        }
+        if self.check_interval() < Duration::from_millis(100) {
+            return Err("--check-interval must be at least 100ms".into());
+        }
+        Ok(())
+    }
+}
