@@ -12,7 +12,10 @@ use hyper_util::rt::TokioIo;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(8080);
+    let port: u16 = std::env::args()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(8080);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("hyper-hello on {}", listener.local_addr()?);
     loop {
@@ -20,11 +23,22 @@ async fn main() -> std::io::Result<()> {
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let svc = service_fn(|_req: Request<hyper::body::Incoming>| async {
-                let mut r = Response::new(Full::new(Bytes::from_static(br#"{"message":"ok","service":"hello","version":"1"}"#)));
-                r.headers_mut().insert("content-type", "application/json; charset=utf-8".parse().unwrap_or_else(|_| hyper::header::HeaderValue::from_static("application/json")));
+                let mut r = Response::new(Full::new(Bytes::from_static(
+                    br#"{"message":"ok","service":"hello","version":"1"}"#,
+                )));
+                r.headers_mut().insert(
+                    "content-type",
+                    "application/json; charset=utf-8"
+                        .parse()
+                        .unwrap_or_else(|_| {
+                            hyper::header::HeaderValue::from_static("application/json")
+                        }),
+                );
                 Ok::<_, Infallible>(r)
             });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }

@@ -18,16 +18,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let usage = "usage: mesh-proxy LISTEN_PORT ADMIN_PORT name=host:port:weight...";
     let port: u16 = args.first().and_then(|p| p.parse().ok()).ok_or(usage)?;
     let admin: u16 = args.get(1).and_then(|p| p.parse().ok()).ok_or(usage)?;
-    let targets: Vec<(String, SocketAddr, u32)> = args[2..].iter().map(|s| parse(s).ok_or(usage)).collect::<Result<_, _>>()?;
+    let targets: Vec<(String, SocketAddr, u32)> = args[2..]
+        .iter()
+        .map(|s| parse(s).ok_or(usage))
+        .collect::<Result<_, _>>()?;
     let weights = Weights::new(targets.iter().map(|(n, _, w)| (n.clone(), *w)))?;
     let mesh = LocalMesh::builder()
         .gateway(SocketAddr::from(([127, 0, 0, 1], port)))
         .admin(SocketAddr::from(([127, 0, 0, 1], admin)))
-        .route("bench", "/", targets.iter().map(|(n, a, _)| (n.clone(), *a)))
+        .route(
+            "bench",
+            "/",
+            targets.iter().map(|(n, a, _)| (n.clone(), *a)),
+        )
         .weights("bench", weights)
         .start()
         .await?;
-    println!("mesh-proxy on {} (admin {})", mesh.gateway_addr(), mesh.admin_addr());
+    println!(
+        "mesh-proxy on {} (admin {})",
+        mesh.gateway_addr(),
+        mesh.admin_addr()
+    );
     tokio::signal::ctrl_c().await?;
     mesh.shutdown().await;
     Ok(())
