@@ -16,26 +16,17 @@ async fn main() -> ExitCode {
         }
     };
     let tracing = Tracing::from_env(&cfg.name, &cfg.version);
-    let listener = match tokio::net::TcpListener::bind(("0.0.0.0", cfg.port)).await {
+    let listener = match server::bind_or_exit("bluegreen-service", cfg.port).await {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("bluegreen-service: cannot listen on port {}: {e}", cfg.port);
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let port = listener.local_addr().map_or(cfg.port, |a| a.port());
     println!(
         "Service '{}' (version {}) running on port: {port}",
         cfg.name, cfg.version
     );
-    match App::new(cfg, tracing)
+    let result = App::new(cfg, tracing)
         .serve(listener, server::shutdown_signal())
-        .await
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bluegreen-service: {e}");
-            ExitCode::from(1)
-        }
-    }
+        .await;
+    server::exit_code("bluegreen-service", result)
 }

@@ -16,29 +16,17 @@ async fn main() -> ExitCode {
         }
     };
     let tracing = Tracing::from_env("distributor", &cfg.version);
-    let listener = match tokio::net::TcpListener::bind(("0.0.0.0", cfg.port)).await {
+    let listener = match server::bind_or_exit("gopher-distributor", cfg.port).await {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "gopher-distributor: cannot listen on port {}: {e}",
-                cfg.port
-            );
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let port = listener.local_addr().map_or(cfg.port, |a| a.port());
     println!(
         "Gopher distributor version {} running on port: {port}",
         cfg.version
     );
-    match App::new(cfg, tracing)
+    let result = App::new(cfg, tracing)
         .serve(listener, server::shutdown_signal())
-        .await
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("gopher-distributor: {e}");
-            ExitCode::from(1)
-        }
-    }
+        .await;
+    server::exit_code("gopher-distributor", result)
 }

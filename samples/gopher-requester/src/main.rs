@@ -16,26 +16,17 @@ async fn main() -> ExitCode {
         }
     };
     let tracing = Tracing::from_env("requester", "1");
-    let listener = match tokio::net::TcpListener::bind(("0.0.0.0", cfg.port)).await {
+    let listener = match server::bind_or_exit("gopher-requester", cfg.port).await {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("gopher-requester: cannot listen on port {}: {e}", cfg.port);
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let port = listener.local_addr().map_or(cfg.port, |a| a.port());
     println!(
         "Gopher requester running on port: {port}, distributor: {}",
         cfg.distributor
     );
-    match App::new(cfg, tracing)
+    let result = App::new(cfg, tracing)
         .serve(listener, server::shutdown_signal())
-        .await
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("gopher-requester: {e}");
-            ExitCode::from(1)
-        }
-    }
+        .await;
+    server::exit_code("gopher-requester", result)
 }

@@ -159,3 +159,23 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal received; finishing in-flight requests");
 }
+
+/// Binds `0.0.0.0:port` for a sample's `main`; on failure prints why and gives exit
+/// code 1.
+pub async fn bind_or_exit(program: &str, port: u16) -> Result<TcpListener, std::process::ExitCode> {
+    TcpListener::bind(("0.0.0.0", port)).await.map_err(|e| {
+        eprintln!("{program}: cannot listen on port {port}: {e}");
+        std::process::ExitCode::from(1)
+    })
+}
+
+/// A sample's exit code for the end of serving: 0, or 1 with the error printed.
+pub fn exit_code(program: &str, result: io::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
