@@ -9,7 +9,7 @@ use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::Empty;
 use opentelemetry::Context;
 use sample_support::client::{HttpClient, new_client, read_limited};
-use sample_support::server::{self, Limits, Resp, json, json_string};
+use sample_support::server::{self, Resp, json, json_string};
 use sample_support::xray::{TRACE_HEADER, Tracing};
 use tokio::net::TcpListener;
 
@@ -65,18 +65,11 @@ impl App {
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
         let app = self.clone();
-        let result = server::serve(
-            listener,
-            Limits::default(),
-            move |req| {
-                let app = app.clone();
-                async move { app.handle(req).await }
-            },
-            shutdown,
-        )
-        .await;
-        self.inner.tracing.shutdown();
-        result
+        let handler = move |req| {
+            let app = app.clone();
+            async move { app.handle(req).await }
+        };
+        server::serve_traced(listener, handler, shutdown, &self.inner.tracing).await
     }
 
     /// Answers one request.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use http::{Request, StatusCode, header};
 use sample_support::env::{self, EnvError, Lookup};
-use sample_support::server::{self, Limits, Resp, json, json_string, text};
+use sample_support::server::{self, Resp, json, json_string, text};
 use sample_support::xray::{TRACE_HEADER, Tracing};
 use tokio::net::TcpListener;
 
@@ -65,18 +65,11 @@ impl App {
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
         let app = self.clone();
-        let r = server::serve(
-            listener,
-            Limits::default(),
-            move |req| {
-                let app = app.clone();
-                async move { app.handle(req) }
-            },
-            shutdown,
-        )
-        .await;
-        self.tracing.shutdown();
-        r
+        let handler = move |req| {
+            let app = app.clone();
+            async move { app.handle(req) }
+        };
+        server::serve_traced(listener, handler, shutdown, &self.tracing).await
     }
 
     /// Answers one request.

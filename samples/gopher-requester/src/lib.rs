@@ -15,7 +15,7 @@ use http_body_util::Empty;
 use opentelemetry::Context;
 use sample_support::client::{HttpClient, new_client, read_limited};
 use sample_support::env::{self, EnvError, Lookup};
-use sample_support::server::{self, Limits, Resp, json, json_string, text};
+use sample_support::server::{self, Resp, json, json_string, text};
 use sample_support::xray::{TRACE_HEADER, Tracing};
 use tokio::net::TcpListener;
 
@@ -81,18 +81,11 @@ impl App {
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
         let app = self.clone();
-        let r = server::serve(
-            listener,
-            Limits::default(),
-            move |req| {
-                let app = app.clone();
-                async move { app.handle(req).await }
-            },
-            shutdown,
-        )
-        .await;
-        self.tracing.shutdown();
-        r
+        let handler = move |req| {
+            let app = app.clone();
+            async move { app.handle(req).await }
+        };
+        server::serve_traced(listener, handler, shutdown, &self.tracing).await
     }
 
     /// Answers one request.

@@ -179,3 +179,20 @@ pub fn exit_code(program: &str, result: io::Result<()>) -> std::process::ExitCod
         }
     }
 }
+
+/// [`serve`] with the default [`Limits`], then flushes and stops `tracing`: what every
+/// sample's `App::serve` does.
+pub async fn serve_traced<H, F>(
+    listener: TcpListener,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+    tracing: &crate::xray::Tracing,
+) -> io::Result<()>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Resp> + Send + 'static,
+{
+    let result = serve(listener, Limits::default(), handler, shutdown).await;
+    tracing.shutdown();
+    result
+}
