@@ -13,11 +13,13 @@
 #![warn(missing_docs)]
 
 mod fleet;
+mod moto;
 mod router;
 mod scripted;
 mod xray;
 
 pub use fleet::{FleetCall, InMemoryFleet};
+pub use moto::{CallCounter, MotoError, MotoServer};
 pub use router::{Change, ChangedBy, Fault, InMemoryRouter};
 pub use scripted::ScriptedHealthCheck;
 pub use xray::{FakeXrayDaemon, Segment};

@@ -52,6 +52,8 @@
 )]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+#[cfg(any(feature = "appmesh", feature = "ecs", feature = "cloudmap"))]
+mod aws;
 pub mod error;
 pub mod fleet;
 pub mod health;

@@ -1,6 +1,8 @@
 //! Health: the [`HealthCheck`] trait, its [`Verdict`], checks from async closures
 //! ([`from_fn`]), combinators ([`all`], [`any`], [`consecutive`]) and built-in checks.
 
+#[cfg(feature = "cloudmap")]
+mod cloudmap;
 mod combinators;
 #[cfg(feature = "http-check")]
 mod http;
@@ -15,6 +17,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+#[cfg(feature = "cloudmap")]
+pub use cloudmap::{CloudMapHealth, CloudMapHealthBuilder};
 pub use combinators::{
     All, Any, Consecutive, OnlyWithTraffic, all, any, consecutive, only_with_traffic,
 };

@@ -1,6 +1,8 @@
 //! Traffic: the [`TrafficRouter`] trait that every backend implements, the route it
 //! acts on ([`RouteRef`]), and the validated split ([`Weights`]).
 
+#[cfg(feature = "appmesh")]
+pub mod appmesh;
 #[cfg(feature = "local")]
 pub mod local;
 mod weights;
