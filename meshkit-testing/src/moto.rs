@@ -4,7 +4,8 @@
 //! AWS operations a client makes.
 //!
 //! Needs Python 3 with `moto[server]` installed (`./scripts/test.sh` installs it). Set
-//! `MESHKIT_PYTHON` to use another interpreter than `python3`.
+//! `MESHKIT_PYTHON` to use another interpreter than `python3`, and `MESHKIT_MOTO_LOG`
+//! to a file path to keep the emulator's log (request lines and tracebacks).
 
 use std::fmt;
 use std::io::{BufRead, BufReader};
@@ -95,7 +96,7 @@ impl MotoServer {
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log_to())
             .spawn()
             .map_err(|e| not_installed(format!("cannot run it: {e}")))?;
         let (stdin, stdout) = match (child.stdin.take(), child.stdout.take()) {
@@ -160,6 +161,13 @@ impl MotoServer {
             .retry_config(RetryConfig::disabled())
             .build()
     }
+}
+
+/// The emulator's log: the file named by `MESHKIT_MOTO_LOG`, else nowhere.
+fn log_to() -> Stdio {
+    std::env::var_os("MESHKIT_MOTO_LOG")
+        .and_then(|path| std::fs::File::create(path).ok())
+        .map_or_else(Stdio::null, Stdio::from)
 }
 
 impl Drop for MotoServer {

@@ -105,7 +105,7 @@ impl HttpStatus for aws_smithy_runtime_api::http::Response {
 pub(crate) fn describe<E, R>(err: &SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: Debug,
+    R: HttpStatus + Debug,
 {
     match err {
         SdkError::ServiceError(service) => {
@@ -116,6 +116,15 @@ where
                 e.message().unwrap_or("no message")
             )
         }
+        SdkError::TimeoutError(_) => "timed out".into(),
+        SdkError::DispatchFailure(e) => match e.as_other() {
+            Some(kind) => format!("could not send the request ({kind:?})"),
+            None => "could not send the request (connection failed)".into(),
+        },
+        SdkError::ResponseError(e) => format!(
+            "unreadable response (HTTP {})",
+            e.raw().status_code()
+        ),
         other => DisplayErrorContext(other).to_string(),
     }
 }

@@ -531,3 +531,53 @@ async fn events_tell_the_whole_story_in_order() {
         ]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_rollback_window_keeps_stable_until_it_passes() {
+    let r = router();
+    let fleet = InMemoryFleet::new();
+    let outcome = canary(&r, ScriptedHealthCheck::healthy())
+        .fleet(fleet.clone())
+        .rollback_window(Duration::from_secs(300))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let Outcome::Promoted { elapsed, .. } = outcome else {
+        panic!("{outcome}")
+    };
+    // 4 bakes of 60 s, then the 300 s window before v1 is retired.
+    assert!(elapsed >= Duration::from_secs(540), "{elapsed:?}");
+    assert_eq!(fleet.calls().last(), Some(&FleetCall::Retire("v1".into())));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_in_the_rollback_window_returns_traffic_to_stable() {
+    let r = router();
+    let fleet = InMemoryFleet::new();
+    // 6 evaluations per 60 s step: 24 pass, the window's third evaluation fails.
+    let check = ScriptedHealthCheck::fail_after(26, "p99 doubled");
+    let outcome = canary(&r, check)
+        .fleet(fleet.clone())
+        .rollback_window(Duration::from_secs(300))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    match &outcome {
+        Outcome::RolledBack {
+            reason: RollbackReason::Unhealthy(why),
+            weights,
+            ..
+        } => {
+            assert_eq!(why, "p99 doubled");
+            assert_eq!(*weights, split(0));
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(r.weights(ROUTE), Some(split(0)));
+    assert_eq!(fleet.calls().last(), Some(&FleetCall::Retire("v2".into())));
+    assert!(!fleet.calls().contains(&FleetCall::Retire("v1".into())));
+}

@@ -4,6 +4,9 @@
 //! retires the stable version after promotion and the new one after a rollback.
 //! Without a fleet those steps are no-ops (both versions are managed elsewhere).
 
+#[cfg(feature = "ecs")]
+pub mod ecs;
+
 use std::time::Duration;
 
 use async_trait::async_trait;

@@ -243,6 +243,13 @@ impl RolloutBuilder {
         /// is not at 100% stable. Default: false.
         resume: bool
     );
+    policy_setter!(
+        /// After promotion, how long to keep the stable version running (and the checks
+        /// running on the new one) before the fleet retires it. A failed check or an
+        /// abort in this window rolls back to the still-running stable version.
+        /// Default: 0 (retire at once). Without a fleet the window still watches.
+        rollback_window: Duration
+    );
 
     /// Validates and builds. Makes no call to any backend.
     pub fn build(self) -> Result<Rollout, ConfigError> {
@@ -262,7 +269,8 @@ impl RolloutBuilder {
             return Err(ConfigError::NoChecks);
         }
         self.policy.validate()?;
-        let planned: Duration = strategy.stages().iter().map(Stage::bake).sum();
+        let planned: Duration = strategy.stages().iter().map(Stage::bake).sum::<Duration>()
+            + self.policy.rollback_window;
         if self.policy.deadline <= planned {
             return Err(ConfigError::DeadlineTooShort {
                 deadline: self.policy.deadline,

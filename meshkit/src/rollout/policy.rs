@@ -69,6 +69,7 @@ pub struct Policy {
     pub(crate) rollback_deadline: Duration,
     pub(crate) ready_timeout: Duration,
     pub(crate) resume: bool,
+    pub(crate) rollback_window: Duration,
 }
 
 impl Default for Policy {
@@ -84,6 +85,7 @@ impl Default for Policy {
             rollback_deadline: Duration::from_secs(300),
             ready_timeout: Duration::from_secs(600),
             resume: false,
+            rollback_window: Duration::ZERO,
         }
     }
 }

@@ -87,6 +87,13 @@ impl Runner {
                 self.bake(writer, index, bake, span).await
             }
             Stage::Retire => {
+                let window = self.cfg.policy.rollback_window;
+                if !window.is_zero() {
+                    let end = self.bake(writer, index, window, span).await;
+                    if !matches!(end, StageEnd::Passed | StageEnd::PromoteNow) {
+                        return end;
+                    }
+                }
                 // Confirm the route is still ours before taking the stable version away.
                 if let Err(fail) = writer.confirm(self.write_budget()).await {
                     let last = writer.known().clone();
