@@ -9,15 +9,14 @@ say() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests use, as "command:package".
 APT_NEEDS=(prometheus:prometheus wrk:wrk)
-# Python packages, as "module:requirement".
-PIP_NEEDS=()
+# The AWS emulator the AWS adapter tests start (see meshkit-testing's MotoServer).
+MOTO_REQ='moto[server]>=5.1,<6'
 
 apt_updated=0
-need_apt() {
-  local cmd=$1 pkg=$2
-  command -v "$cmd" >/dev/null 2>&1 && return 0
+apt_install() {
+  local pkg=$1
   if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then
-    echo "error: '$cmd' is missing and this user cannot install Debian package '$pkg'" >&2
+    echo "error: Debian package '$pkg' is needed and this user cannot install it" >&2
     exit 1
   fi
   local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
@@ -26,15 +25,29 @@ need_apt() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >/dev/null
 }
 
-need_pip() {
-  local module=$1 req=$2
-  python3 -c "import $module" >/dev/null 2>&1 && return 0
-  say "installing Python package $req"
-  python3 -m pip install --quiet "$req"
+need_apt() {
+  command -v "$1" >/dev/null 2>&1 || apt_install "$2"
 }
 
-for n in "${APT_NEEDS[@]+"${APT_NEEDS[@]}"}"; do need_apt "${n%%:*}" "${n#*:}"; done
-for n in "${PIP_NEEDS[@]+"${PIP_NEEDS[@]}"}"; do need_pip "${n%%:*}" "${n#*:}"; done
+# Uses a Python that already has moto's server, else installs it into a virtualenv
+# under target/ (Debian's own Python refuses system-wide pip installs). Exports
+# MESHKIT_PYTHON for the tests.
+need_moto() {
+  local py=${MESHKIT_PYTHON:-python3} venv=target/moto-venv
+  if "$py" -c "import moto.server" >/dev/null 2>&1; then
+    export MESHKIT_PYTHON=$py; return 0
+  fi
+  if ! "$venv/bin/python" -c "import moto.server" >/dev/null 2>&1; then
+    mkdir -p target
+    python3 -m venv "$venv" >/dev/null 2>&1 || { apt_install python3-venv; rm -rf "$venv"; python3 -m venv "$venv"; }
+    say "installing Python package $MOTO_REQ into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$MOTO_REQ"
+  fi
+  export MESHKIT_PYTHON=$PWD/$venv/bin/python
+}
+
+for n in "${APT_NEEDS[@]}"; do need_apt "${n%%:*}" "${n#*:}"; done
+need_moto
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

@@ -8,6 +8,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 #[cfg(feature = "ecs")]
 use crate::error::FleetError;
+#[cfg(any(feature = "appmesh", feature = "cloudmap"))]
 use crate::error::TrafficError;
 
 /// What kind of failure an AWS error is, whatever the service.
@@ -37,7 +38,9 @@ pub(crate) fn classify_code(code: &str) -> Option<Kind> {
         | "RequestLimitExceeded"
         | "RequestThrottled"
         | "RequestLimitExceededException" => Kind::Throttled,
-        "BadRequestException" | "InvalidParameterException" | "InvalidInput"
+        "BadRequestException"
+        | "InvalidParameterException"
+        | "InvalidInput"
         | "ValidationException" => Kind::BadRequest,
         "ForbiddenException"
         | "AccessDeniedException"
@@ -121,15 +124,15 @@ where
             Some(kind) => format!("could not send the request ({kind:?})"),
             None => "could not send the request (connection failed)".into(),
         },
-        SdkError::ResponseError(e) => format!(
-            "unreadable response (HTTP {})",
-            e.raw().status_code()
-        ),
+        SdkError::ResponseError(e) => {
+            format!("unreadable response (HTTP {})", e.raw().status_code())
+        }
         other => DisplayErrorContext(other).to_string(),
     }
 }
 
 /// Maps an SDK error to a [`TrafficError`], keeping the AWS error as the source.
+#[cfg(any(feature = "appmesh", feature = "cloudmap"))]
 /// `what` names the call and resource, e.g. `DescribeRoute gophermesh/distributor-route`.
 pub(crate) fn traffic_error<E, R>(what: &str, err: SdkError<E, R>) -> TrafficError
 where
@@ -186,8 +189,14 @@ mod tests {
 
     #[test]
     fn codes_map_to_kinds() {
-        assert_eq!(classify_code("TooManyRequestsException"), Some(Kind::Throttled));
-        assert_eq!(classify_code("LimitExceededException"), Some(Kind::Throttled));
+        assert_eq!(
+            classify_code("TooManyRequestsException"),
+            Some(Kind::Throttled)
+        );
+        assert_eq!(
+            classify_code("LimitExceededException"),
+            Some(Kind::Throttled)
+        );
         assert_eq!(classify_code("ConflictException"), Some(Kind::Conflict));
         assert_eq!(classify_code("BadRequestException"), Some(Kind::BadRequest));
         assert_eq!(classify_code("ForbiddenException"), Some(Kind::Forbidden));

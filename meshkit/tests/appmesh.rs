@@ -113,7 +113,11 @@ async fn canary_from_v1_to_v2_is_promoted_with_two_calls_per_step() {
     let marks: Vec<usize> = seen.values().copied().collect();
     assert_eq!(marks.len(), 3, "{seen:?}");
     for pair in marks.windows(2) {
-        assert!(pair[1] - pair[0] <= 2, "calls per step: {marks:?} {:?}", counter.calls());
+        assert!(
+            pair[1] - pair[0] <= 2,
+            "calls per step: {marks:?} {:?}",
+            counter.calls()
+        );
     }
     assert_eq!(counter.count("UpdateRoute"), 3, "{:?}", counter.calls());
 }
@@ -156,7 +160,9 @@ async fn unhealthy_v2_in_cloud_map_ends_at_v1_100() {
         }
         other => panic!("{other}"),
     }
-    let stored = AppMeshRouter::new(client).read(&route().route_ref().unwrap()).await;
+    let stored = AppMeshRouter::new(client)
+        .read(&route().route_ref().unwrap())
+        .await;
     assert_eq!(stored.unwrap().weights, split(0));
 }
 
@@ -268,7 +274,9 @@ async fn preflight_names_what_is_missing_or_wrong() {
     let client = gopher::appmesh(&sdk, &CallCounter::new());
     let router = AppMeshRouter::new(client.clone());
     match router.preflight(&route(), V1, V2, false).await {
-        Err(PreflightError::Missing { kind: "mesh", name, .. }) => assert_eq!(name, MESH),
+        Err(PreflightError::Missing {
+            kind: "mesh", name, ..
+        }) => assert_eq!(name, MESH),
         other => panic!("{other:?}"),
     }
     gopher::build(&client, gopher::http_route(90, 10)).await;

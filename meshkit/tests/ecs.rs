@@ -12,15 +12,19 @@ use meshkit::fleet::Fleet;
 use meshkit::fleet::ecs::{EcsFleet, EcsVersion};
 use meshkit::health::{CloudMapHealth, Verdict, from_fn};
 use meshkit::strategy::CanaryBlueGreen;
-use meshkit::traffic::{TrafficRouter, Weights};
 use meshkit::traffic::appmesh::{AppMeshRoute, AppMeshRouter};
+use meshkit::traffic::{TrafficRouter, Weights};
 use meshkit::{FleetError, Outcome, Rollout};
 use meshkit_testing::{CallCounter, MotoServer};
 
 const CLUSTER: &str = "gopher";
 
 async fn cluster(ecs: &aws_sdk_ecs::Client) {
-    ecs.create_cluster().cluster_name(CLUSTER).send().await.unwrap();
+    ecs.create_cluster()
+        .cluster_name(CLUSTER)
+        .send()
+        .await
+        .unwrap();
     ecs.register_task_definition()
         .family("distributor")
         .memory("256")
@@ -105,7 +109,10 @@ async fn bring_up_registers_a_revision_and_creates_the_service_once() {
         .unwrap()
         .task_definition
         .unwrap();
-    assert_eq!((td.family.as_deref(), td.revision), (Some("distributor"), 2));
+    assert_eq!(
+        (td.family.as_deref(), td.revision),
+        (Some("distributor"), 2)
+    );
     let app = &td.container_definitions.unwrap()[0];
     assert_eq!(app.image.as_deref(), Some("gopher/distributor:v2"));
     let mut env: Vec<_> = app
@@ -118,7 +125,10 @@ async fn bring_up_registers_a_revision_and_creates_the_service_once() {
     env.sort();
     assert_eq!(
         env,
-        vec![("PORT".into(), "8080".into()), ("VERSION".into(), "v2".into())]
+        vec![
+            ("PORT".into(), "8080".into()),
+            ("VERSION".into(), "v2".into())
+        ]
     );
     assert_eq!(app.memory, Some(256));
 

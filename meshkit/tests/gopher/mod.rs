@@ -56,7 +56,10 @@ fn node_spec(host: &str) -> VirtualNodeSpec {
                 .build(),
         )
         .service_discovery(ServiceDiscovery::Dns(
-            DnsServiceDiscovery::builder().hostname(host).build().unwrap(),
+            DnsServiceDiscovery::builder()
+                .hostname(host)
+                .build()
+                .unwrap(),
         ))
         .build()
 }
@@ -79,7 +82,9 @@ pub fn http_route(v1: i32, v2: i32) -> RouteSpec {
                     HttpRetryPolicy::builder()
                         .max_retries(2)
                         .http_retry_events("server-error")
-                        .tcp_retry_events(aws_sdk_appmesh::types::TcpRetryPolicyEvent::ConnectionError)
+                        .tcp_retry_events(
+                            aws_sdk_appmesh::types::TcpRetryPolicyEvent::ConnectionError,
+                        )
                         .per_retry_timeout(
                             aws_sdk_appmesh::types::Duration::builder()
                                 .unit(aws_sdk_appmesh::types::DurationUnit::Ms)
@@ -184,7 +189,12 @@ pub async fn cloud_map(client: &aws_sdk_servicediscovery::Client) -> String {
         .service
         .unwrap();
     let id = service.id.unwrap();
-    for (instance, version) in [("v1-a", "v1"), ("v1-b", "v1"), ("v2-a", "v2"), ("v2-b", "v2")] {
+    for (instance, version) in [
+        ("v1-a", "v1"),
+        ("v1-b", "v1"),
+        ("v2-a", "v2"),
+        ("v2-b", "v2"),
+    ] {
         client
             .register_instance()
             .service_id(&id)

@@ -101,10 +101,12 @@ impl EcsFleet {
     }
 
     fn get(&self, version: &str) -> Result<&EcsVersion, FleetError> {
-        self.versions.get(version).ok_or_else(|| FleetError::Backend {
-            message: format!("no ECS service is configured for version '{version}'"),
-            source: None,
-        })
+        self.versions
+            .get(version)
+            .ok_or_else(|| FleetError::Backend {
+                message: format!("no ECS service is configured for version '{version}'"),
+                source: None,
+            })
     }
 
     /// The service, if it exists and has not been deleted.
@@ -124,7 +126,12 @@ impl EcsFleet {
             .find(|s| s.status.as_deref() != Some("INACTIVE")))
     }
 
-    async fn update(&self, service: &str, task: Option<String>, count: Option<i32>) -> Result<(), FleetError> {
+    async fn update(
+        &self,
+        service: &str,
+        task: Option<String>,
+        count: Option<i32>,
+    ) -> Result<(), FleetError> {
         self.client
             .update_service()
             .cluster(&self.cluster)
@@ -139,10 +146,17 @@ impl EcsFleet {
 
     async fn create(&self, v: &EcsVersion, task: String) -> Result<(), FleetError> {
         let template = match &v.like_service {
-            Some(name) => Some(self.service(name).await?.ok_or_else(|| FleetError::Backend {
-                message: format!("template service {name} not found in cluster {}", self.cluster),
-                source: None,
-            })?),
+            Some(name) => Some(
+                self.service(name)
+                    .await?
+                    .ok_or_else(|| FleetError::Backend {
+                        message: format!(
+                            "template service {name} not found in cluster {}",
+                            self.cluster
+                        ),
+                        source: None,
+                    })?,
+            ),
             None => None,
         };
         let registries = v
@@ -184,7 +198,10 @@ impl Fleet for EcsFleet {
         let Some(base_name) = &v.base_task_definition else {
             let Some(service) = existing else {
                 return Err(FleetError::Backend {
-                    message: format!("service {} not found in cluster {}", v.service, self.cluster),
+                    message: format!(
+                        "service {} not found in cluster {}",
+                        v.service, self.cluster
+                    ),
                     source: None,
                 });
             };

@@ -29,7 +29,9 @@ pub(crate) fn readiness(service: &Service) -> Readiness {
     {
         return Readiness::Failed(format!(
             "{name}: deployment failed: {}",
-            d.rollout_state_reason.as_deref().unwrap_or("no reason given")
+            d.rollout_state_reason
+                .as_deref()
+                .unwrap_or("no reason given")
         ));
     }
     let mut state = vec![format!(
@@ -100,7 +102,10 @@ mod tests {
             readiness(&service(2, 2, Completed, 3)),
             Readiness::Waiting(s) if s.contains("3 failed tasks")
         ));
-        assert!(matches!(readiness(&service(0, 2, Failed, 2)), Readiness::Failed(_)));
+        assert!(matches!(
+            readiness(&service(0, 2, Failed, 2)),
+            Readiness::Failed(_)
+        ));
         assert!(matches!(
             readiness(&service(0, 0, Completed, 0)),
             Readiness::Waiting(s) if s.contains("desired count is 0")

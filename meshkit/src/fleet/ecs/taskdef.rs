@@ -54,16 +54,19 @@ pub(crate) fn changed_containers(
 
 /// True when `current` already runs what `wanted` describes: same family, and every
 /// container's image and environment (in any order) equal.
-pub(crate) fn runs(current: &TaskDefinition, family: Option<&str>, wanted: &[ContainerDefinition]) -> bool {
+pub(crate) fn runs(
+    current: &TaskDefinition,
+    family: Option<&str>,
+    wanted: &[ContainerDefinition],
+) -> bool {
     if current.family.as_deref() != family {
         return false;
     }
     let have = current.container_definitions.as_deref().unwrap_or_default();
     have.len() == wanted.len()
         && wanted.iter().all(|w| {
-            have.iter().any(|h| {
-                h.name == w.name && h.image == w.image && sorted_env(h) == sorted_env(w)
-            })
+            have.iter()
+                .any(|h| h.name == w.name && h.image == w.image && sorted_env(h) == sorted_env(w))
         })
 }
 

@@ -181,13 +181,13 @@ impl AppMeshRouter {
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
-        let mut spec = self
-            .describe_node(route, template)
-            .await?
-            .ok_or_else(|| TrafficError::Other {
-                message: format!("template node {template} has no spec"),
-                source: None,
-            })?;
+        let mut spec =
+            self.describe_node(route, template)
+                .await?
+                .ok_or_else(|| TrafficError::Other {
+                    message: format!("template node {template} has no spec"),
+                    source: None,
+                })?;
         discovery.apply(template, &mut spec)?;
         self.client
             .create_virtual_node()
@@ -229,7 +229,10 @@ impl AppMeshRouter {
             .send()
             .await
             .map_err(|e| {
-                traffic_error(&format!("DescribeVirtualRouter {}", route.virtual_router()), e)
+                traffic_error(
+                    &format!("DescribeVirtualRouter {}", route.virtual_router()),
+                    e,
+                )
             })
             .map_err(missing("virtual router", route.virtual_router()))?;
         for node in [stable, candidate] {
@@ -244,7 +247,9 @@ impl AppMeshRouter {
         let observed = self.remember(route, &data)?;
         let kind = spec::targets(super::spec_of(route, &data)?)?.0;
         let weights = observed.weights;
-        let only_ours = weights.iter().all(|(n, w)| n == stable || n == candidate || w == 0);
+        let only_ours = weights
+            .iter()
+            .all(|(n, w)| n == stable || n == candidate || w == 0);
         let resumable = !weights.is_all_on(stable);
         if resumable && !(allow_resume && only_ours) {
             return Err(PreflightError::NotAtStart {

@@ -22,13 +22,25 @@ pub enum RouteKind {
 /// The route's weighted targets, wherever the spec keeps them.
 pub(crate) fn targets(spec: &RouteSpec) -> Result<(RouteKind, &[WeightedTarget]), TrafficError> {
     let found = if let Some(r) = &spec.http_route {
-        (RouteKind::Http, r.action.as_ref().map(|a| &a.weighted_targets))
+        (
+            RouteKind::Http,
+            r.action.as_ref().map(|a| &a.weighted_targets),
+        )
     } else if let Some(r) = &spec.http2_route {
-        (RouteKind::Http2, r.action.as_ref().map(|a| &a.weighted_targets))
+        (
+            RouteKind::Http2,
+            r.action.as_ref().map(|a| &a.weighted_targets),
+        )
     } else if let Some(r) = &spec.grpc_route {
-        (RouteKind::Grpc, r.action.as_ref().map(|a| &a.weighted_targets))
+        (
+            RouteKind::Grpc,
+            r.action.as_ref().map(|a| &a.weighted_targets),
+        )
     } else if let Some(r) = &spec.tcp_route {
-        (RouteKind::Tcp, r.action.as_ref().map(|a| &a.weighted_targets))
+        (
+            RouteKind::Tcp,
+            r.action.as_ref().map(|a| &a.weighted_targets),
+        )
     } else {
         return Err(TrafficError::Unsupported {
             message: "the route spec has no http, http2, grpc or tcp route".into(),
@@ -66,7 +78,10 @@ pub(crate) fn weights(spec: &RouteSpec) -> Result<Weights, TrafficError> {
     let mut raw = Vec::with_capacity(targets.len());
     for t in targets {
         let w = u32::try_from(t.weight).map_err(|_| TrafficError::Unsupported {
-            message: format!("target {} has a negative weight {}", t.virtual_node, t.weight),
+            message: format!(
+                "target {} has a negative weight {}",
+                t.virtual_node, t.weight
+            ),
         })?;
         raw.push((t.virtual_node.clone(), w));
     }
@@ -97,7 +112,10 @@ fn scale_to_100(raw: Vec<(String, u32)>, total: u64) -> Vec<(String, u32)> {
     let given: u32 = scaled.iter().map(|(_, f, _)| *f).sum();
     let mut order: Vec<usize> = (0..scaled.len()).collect();
     order.sort_by(|a, b| scaled[*b].2.cmp(&scaled[*a].2).then(a.cmp(b)));
-    for i in order.into_iter().take(100usize.saturating_sub(given as usize)) {
+    for i in order
+        .into_iter()
+        .take(100usize.saturating_sub(given as usize))
+    {
         scaled[i].1 += 1;
     }
     scaled.into_iter().map(|(n, f, _)| (n, f)).collect()
@@ -174,7 +192,10 @@ mod tests {
                             .max_retries(3)
                             .http_retry_events("server-error")
                             .per_retry_timeout(
-                                Duration::builder().unit(DurationUnit::Ms).value(250).build(),
+                                Duration::builder()
+                                    .unit(DurationUnit::Ms)
+                                    .value(250)
+                                    .build(),
                             )
                             .build()
                             .unwrap(),
@@ -193,9 +214,15 @@ mod tests {
         let spec = http_spec(vec![target("a", 1, None)]);
         assert!(weights(&spec).unwrap().is_all_on("a"));
         let spec = http_spec(vec![target("a", 0, None)]);
-        assert!(matches!(weights(&spec), Err(TrafficError::Unsupported { .. })));
+        assert!(matches!(
+            weights(&spec),
+            Err(TrafficError::Unsupported { .. })
+        ));
         let spec = http_spec(vec![target("a", -1, None)]);
-        assert!(matches!(weights(&spec), Err(TrafficError::Unsupported { .. })));
+        assert!(matches!(
+            weights(&spec),
+            Err(TrafficError::Unsupported { .. })
+        ));
     }
 
     #[test]
@@ -237,8 +264,14 @@ mod tests {
     #[test]
     fn empty_spec_is_unsupported() {
         let spec = RouteSpec::builder().build();
-        assert!(matches!(targets(&spec), Err(TrafficError::Unsupported { .. })));
+        assert!(matches!(
+            targets(&spec),
+            Err(TrafficError::Unsupported { .. })
+        ));
         let w = Weights::split("a", "b", 0).unwrap();
-        assert!(matches!(with_weights(&spec, &w), Err(TrafficError::Unsupported { .. })));
+        assert!(matches!(
+            with_weights(&spec, &w),
+            Err(TrafficError::Unsupported { .. })
+        ));
     }
 }
