@@ -13,6 +13,20 @@
 //! [`health::HealthCheck`] (HTTP probe, metrics, Cloud Map, or an async closure),
 //! [`fleet::Fleet`] (bring versions up and retire them).
 //!
+//! ## Backends
+//!
+//! | feature (default on) | what |
+//! |---|---|
+//! | `local` | `traffic::local::LocalMesh`: an embedded mesh with a real HTTP data plane on loopback |
+//! | `appmesh` | `traffic::appmesh::AppMeshRouter`, plus helpers to create the new virtual node and check the mesh before any write |
+//! | `ecs` | `fleet::ecs::EcsFleet`: each version as its own ECS service |
+//! | `cloudmap` | `health::CloudMapHealth`: the share of healthy Cloud Map instances |
+//! | `prometheus`, `http-check` | the Prometheus query and HTTP probe checks |
+//!
+//! The AWS adapters take SDK clients you build (see [`sdk`]); meshkit never reads
+//! credentials. App Mesh reached end of support on 2026-09-30: only its adapter is
+//! App Mesh specific.
+//!
 //! ## Quickstart
 //!
 //! A canary against the in-memory router from `meshkit-testing`; swap in a real
@@ -60,6 +74,20 @@ pub mod health;
 pub mod rollout;
 pub mod strategy;
 pub mod traffic;
+
+/// The AWS SDK crates meshkit's adapters take clients of, re-exported so your clients
+/// come from the same versions. Build them from the `SdkConfig` that
+/// `aws_config::load_defaults` gives you: meshkit never reads credentials itself.
+#[cfg(any(feature = "appmesh", feature = "ecs", feature = "cloudmap"))]
+pub mod sdk {
+    #[cfg(feature = "appmesh")]
+    pub use aws_sdk_appmesh as appmesh;
+    #[cfg(feature = "ecs")]
+    pub use aws_sdk_ecs as ecs;
+    #[cfg(feature = "cloudmap")]
+    pub use aws_sdk_servicediscovery as servicediscovery;
+    pub use aws_types::SdkConfig;
+}
 
 /// Re-exports of the OpenTelemetry types meshkit's API uses.
 pub mod global {

@@ -21,10 +21,10 @@ use crate::error::{ConfigError, TrafficError};
 /// networks and emulators often cannot reach.)
 ///
 /// ```no_run
-/// # fn example(sdk: aws_types::SdkConfig) -> Result<(), meshkit::ConfigError> {
+/// # fn example(sdk: meshkit::sdk::SdkConfig) -> Result<(), meshkit::ConfigError> {
 /// use meshkit::health::CloudMapHealth;
 ///
-/// let check = CloudMapHealth::builder(aws_sdk_servicediscovery::Client::new(&sdk), "srv-abc123")
+/// let check = CloudMapHealth::builder(meshkit::sdk::servicediscovery::Client::new(&sdk), "srv-abc123")
 ///     .attribute("ECS_TASK_DEFINITION_FAMILY", "distributor-v2")
 ///     .min_healthy_share(1.0)
 ///     .min_instances(2)

@@ -35,10 +35,10 @@ use crate::fleet::Fleet;
 /// to an [`EcsVersion`].
 ///
 /// ```no_run
-/// # fn example(sdk: aws_types::SdkConfig) {
+/// # fn example(sdk: meshkit::sdk::SdkConfig) {
 /// use meshkit::fleet::ecs::{EcsFleet, EcsVersion};
 ///
-/// let fleet = EcsFleet::new(aws_sdk_ecs::Client::new(&sdk), "gopher")
+/// let fleet = EcsFleet::new(meshkit::sdk::ecs::Client::new(&sdk), "gopher")
 ///     .version("distributorV1", EcsVersion::existing("distributor-v1"))
 ///     .version(
 ///         "distributorV2",

@@ -142,11 +142,11 @@ impl fmt::Display for AppMeshRoute {
 /// region, `endpoint_url`, retry configuration); meshkit never reads credentials.
 ///
 /// ```no_run
-/// # async fn example(sdk: aws_types::SdkConfig) -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn example(sdk: meshkit::sdk::SdkConfig) -> Result<(), Box<dyn std::error::Error>> {
 /// use meshkit::traffic::appmesh::{AppMeshRoute, AppMeshRouter};
 /// use meshkit::traffic::TrafficRouter;
 ///
-/// let router = AppMeshRouter::new(aws_sdk_appmesh::Client::new(&sdk));
+/// let router = AppMeshRouter::new(meshkit::sdk::appmesh::Client::new(&sdk));
 /// let route = AppMeshRoute::new("gophermesh", "distributor-router", "distributor-route");
 /// let now = router.read(&route.route_ref()?).await?;
 /// println!("{} (version {:?})", now.weights, now.revision);
