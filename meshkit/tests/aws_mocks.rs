@@ -358,3 +358,71 @@ async fn a_timeout_names_the_last_state_seen() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn cloud_map_health_follows_every_page() {
+    use aws_sdk_servicediscovery::operation::get_instances_health_status::GetInstancesHealthStatusOutput;
+    use aws_sdk_servicediscovery::operation::list_instances::ListInstancesOutput;
+    use aws_sdk_servicediscovery::types::{HealthStatus, InstanceSummary};
+    use meshkit::health::{CheckContext, CloudMapHealth, HealthCheck, Verdict};
+
+    let instance = |id: &str, version: &str| {
+        InstanceSummary::builder()
+            .id(id)
+            .attributes("version", version)
+            .build()
+    };
+    let list = mock!(aws_sdk_servicediscovery::Client::list_instances)
+        .sequence()
+        .output(move || {
+            ListInstancesOutput::builder()
+                .instances(instance("a", "v2"))
+                .instances(instance("old", "v1"))
+                .next_token("page-2")
+                .build()
+        })
+        .output(move || {
+            ListInstancesOutput::builder()
+                .instances(instance("b", "v2"))
+                .build()
+        })
+        .build();
+    let health = mock!(aws_sdk_servicediscovery::Client::get_instances_health_status)
+        .sequence()
+        .output(|| {
+            GetInstancesHealthStatusOutput::builder()
+                .status("a", HealthStatus::Healthy)
+                .status("old", HealthStatus::Unhealthy)
+                .next_token("page-2")
+                .build()
+        })
+        .output(|| {
+            GetInstancesHealthStatusOutput::builder()
+                .status("b", HealthStatus::Unhealthy)
+                .build()
+        })
+        .build();
+    let client = mock_client!(
+        aws_sdk_servicediscovery,
+        RuleMode::MatchAny,
+        [&list, &health]
+    );
+    let check = CloudMapHealth::builder(client, "srv-1")
+        .attribute("version", "v2")
+        .min_healthy_share(0.75)
+        .build()
+        .unwrap();
+    let ctx = CheckContext {
+        stage: 0,
+        stable: "v1".into(),
+        candidate: "v2".into(),
+        weights: Weights::split("v1", "v2", 10).unwrap(),
+        stage_elapsed: Duration::ZERO,
+    };
+    // "b" is on the second page of both calls: 1 of 2 v2 instances healthy.
+    assert_eq!(
+        check.check(&ctx).await,
+        Verdict::unhealthy("1 of 2 instances healthy (50%), need 75%")
+    );
+    assert_eq!((list.num_calls(), health.num_calls()), (2, 2));
+}
