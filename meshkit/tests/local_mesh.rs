@@ -273,3 +273,54 @@ async fn the_router_refuses_unknown_routes_and_targets() {
             .is_err()
     );
 }
+
+/// An upstream that answers one request per connection, then closes it without
+/// saying so (no `Connection: close`), like a server whose idle timeout fired.
+/// Counts the connections it accepted.
+async fn one_shot_upstream() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                // Dropping the socket closes it.
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn an_upstream_connection_closed_while_idle_is_replaced() {
+    let (addr, accepted) = one_shot_upstream().await;
+    let mesh = LocalMesh::builder()
+        .route("split", "/split", [("blue", addr)])
+        .weights("split", Weights::new([("blue", 100)]).unwrap())
+        .start()
+        .await
+        .unwrap();
+    // One client, so its keep-alive connection to the gateway is reused.
+    let c = client();
+    let url = format!("http://{}/split", mesh.gateway_addr());
+    for _ in 0..5 {
+        assert_eq!(get(&c, &url).await, (200, "ok".to_string()));
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5);
+    assert_eq!(mesh.totals("split").unwrap()[0].1.upstream_errors, 0);
+}

@@ -581,3 +581,21 @@ async fn a_failure_in_the_rollback_window_returns_traffic_to_stable() {
     assert_eq!(fleet.calls().last(), Some(&FleetCall::Retire("v2".into())));
     assert!(!fleet.calls().contains(&FleetCall::Retire("v1".into())));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_canary_pre_check_rolls_back_before_any_user_traffic() {
+    let r = router();
+    let check = ScriptedHealthCheck::fail_after(0, "probe: 2/5 succeeded");
+    let pre_checked = Canary::steps([5, 25, 50, 100])
+        .pre_check(Duration::from_secs(30))
+        .bake(Duration::from_secs(60));
+    let rollout = canary(&r, check.clone()).strategy(pre_checked).build();
+    let outcome = rollout.unwrap().run().await.unwrap();
+    assert!(
+        matches!(outcome, Outcome::RolledBack { stage: Some(0), .. }),
+        "{outcome}"
+    );
+    let writes = r.writes(ROUTE);
+    assert!(writes.iter().all(|w| w.percent("v2") == 0), "{writes:?}");
+    assert!(check.contexts().iter().all(|c| c.weights == split(0)));
+}

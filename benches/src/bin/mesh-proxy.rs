@@ -1,5 +1,6 @@
 //! The local mesh as a standalone proxy, for the data-plane comparison with nginx.
 //! Usage: `mesh-proxy LISTEN_PORT ADMIN_PORT name=host:port:weight [name=host:port:weight ...]`.
+//! `MESH_THREADS` sets the tokio worker threads (default: one per core).
 
 use std::net::SocketAddr;
 
@@ -12,8 +13,19 @@ fn parse(spec: &str) -> Option<(String, SocketAddr, u32)> {
     Some((name.to_owned(), addr.parse().ok()?, weight.parse().ok()?))
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // MESH_THREADS: worker threads (default: one per core).
+    let threads = std::env::var("MESH_THREADS")
+        .ok()
+        .and_then(|t| t.parse::<usize>().ok());
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        rt.worker_threads(n.max(1));
+    }
+    rt.enable_all().build()?.block_on(run())
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: mesh-proxy LISTEN_PORT ADMIN_PORT name=host:port:weight...";
     let port: u16 = args.first().and_then(|p| p.parse().ok()).ok_or(usage)?;

@@ -23,6 +23,7 @@ use crate::error::ConfigError;
 pub struct Canary {
     steps: Vec<u32>,
     bake: Duration,
+    pre_check: Option<Duration>,
 }
 
 /// The default bake time per step: 60 s.
@@ -35,6 +36,7 @@ impl Canary {
         Self {
             steps: steps.into_iter().collect(),
             bake: DEFAULT_BAKE,
+            pre_check: None,
         }
     }
 
@@ -55,12 +57,24 @@ impl Canary {
         Self {
             steps,
             bake: DEFAULT_BAKE,
+            pre_check: None,
         }
     }
 
     /// The time to watch each step. Default: 60 s.
     pub fn bake(mut self, bake: Duration) -> Self {
         self.bake = bake;
+        self
+    }
+
+    /// Before the first step, run the checks for `d` with no user traffic on the new
+    /// version (CodeDeploy's "before allow traffic"). Checks that probe the new version
+    /// directly (an HTTP probe, Cloud Map health) can fail it there, so a broken
+    /// version is rolled back before any user request reaches it; metric checks wrapped
+    /// in [`crate::health::only_with_traffic`] pass while it has no traffic. Default:
+    /// none.
+    pub fn pre_check(mut self, d: Duration) -> Self {
+        self.pre_check = Some(d);
         self
     }
 
@@ -86,7 +100,12 @@ impl Strategy for Canary {
     }
 
     fn stages(&self) -> Vec<Stage> {
-        let mut stages = shift_stages(&self.steps, self.bake);
+        let mut stages: Vec<Stage> = self
+            .pre_check
+            .map(|bake| Stage::Check { bake })
+            .into_iter()
+            .collect();
+        stages.extend(shift_stages(&self.steps, self.bake));
         stages.push(Stage::Retire);
         stages
     }
@@ -100,6 +119,9 @@ impl Strategy for Canary {
             });
         }
         check_bake(self.name(), "bake", self.bake)?;
+        if let Some(d) = self.pre_check {
+            check_bake(self.name(), "pre_check", d)?;
+        }
         validate_stages(self.name(), &self.stages())
     }
 }
@@ -107,6 +129,28 @@ impl Strategy for Canary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pre_check_comes_first_with_no_traffic() {
+        let d = Duration::from_secs(5);
+        let c = Canary::steps([10, 100]).pre_check(d);
+        assert!(c.validate().is_ok());
+        assert_eq!(
+            c.stages(),
+            vec![
+                Stage::Check { bake: d },
+                Stage::Shift {
+                    new_percent: 10,
+                    bake: DEFAULT_BAKE
+                },
+                Stage::Shift {
+                    new_percent: 100,
+                    bake: DEFAULT_BAKE
+                },
+                Stage::Retire,
+            ]
+        );
+    }
     use crate::rollout::RollbackReason;
     use crate::strategy::table::{drive, healthy_percents};
     use crate::strategy::{Decision, Input};

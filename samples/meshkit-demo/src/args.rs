@@ -47,6 +47,10 @@ pub struct Args {
     /// Health check interval (default 2 s, 1 s with --fast).
     #[arg(long, value_parser = traffic_client::parse_duration)]
     pub check_interval: Option<Duration>,
+    /// Canary only: check green for this long with no user traffic before the first
+    /// step (its direct probe can fail it there, before any user sees it).
+    #[arg(long, value_parser = traffic_client::parse_duration)]
+    pub pre_check: Option<Duration>,
     /// Print the final summary as one JSON line.
     #[arg(long)]
     pub json: bool,

@@ -64,7 +64,13 @@ pub fn rollout(args: &Args, mesh: &LocalMesh, green: SocketAddr) -> Result<Rollo
         .from("blue")
         .to("green");
     let b = match args.strategy {
-        StrategyKind::Canary => b.strategy(Canary::steps(args.steps.clone()).bake(bake)),
+        StrategyKind::Canary => {
+            let canary = Canary::steps(args.steps.clone()).bake(bake);
+            b.strategy(match args.pre_check {
+                Some(d) if !d.is_zero() => canary.pre_check(d),
+                _ => canary,
+            })
+        }
         StrategyKind::Linear => b.strategy(Linear::new(25, bake)),
         StrategyKind::BlueGreen => b.strategy(BlueGreen::new().pre_check(bake).bake(bake)),
         StrategyKind::CanaryBlueGreen => b.strategy(

@@ -16,17 +16,22 @@ pub(crate) async fn serve_admin(
     shared: Arc<Shared>,
     stopped: watch::Receiver<bool>,
 ) {
-    serve(listener, stopped, move |req| {
+    serve(listener, stopped, move || {
         let shared = shared.clone();
-        async move {
-            match req.uri().path() {
-                "/metrics" => full(StatusCode::OK, "text/plain; version=0.0.4", render(&shared)),
-                "/routes" => full(StatusCode::OK, "application/json", routes_json(&shared)),
-                _ => full(
-                    StatusCode::NOT_FOUND,
-                    "text/plain",
-                    "try /metrics or /routes\n",
-                ),
+        move |req: http::Request<hyper::body::Incoming>| {
+            let shared = shared.clone();
+            async move {
+                match req.uri().path() {
+                    "/metrics" => {
+                        full(StatusCode::OK, "text/plain; version=0.0.4", render(&shared))
+                    }
+                    "/routes" => full(StatusCode::OK, "application/json", routes_json(&shared)),
+                    _ => full(
+                        StatusCode::NOT_FOUND,
+                        "text/plain",
+                        "try /metrics or /routes\n",
+                    ),
+                }
             }
         }
     })

@@ -28,6 +28,7 @@ mod proxy;
 mod router;
 mod stats;
 mod table;
+mod upstream;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -68,7 +69,7 @@ pub enum LocalMeshError {
 
 pub(crate) struct Target {
     pub(crate) name: String,
-    pub(crate) authority: String,
+    pub(crate) addr: SocketAddr,
     pub(crate) stats: TargetStats,
 }
 
@@ -300,7 +301,7 @@ impl LocalMeshBuilder {
                     .iter()
                     .map(|(n, a)| Target {
                         name: n.clone(),
-                        authority: a.to_string(),
+                        addr: *a,
                         stats: TargetStats::default(),
                     })
                     .collect(),

@@ -14,14 +14,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::upstream::ConnPool;
 use super::{Route, Shared};
 
 pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
@@ -44,13 +43,15 @@ pub(crate) fn full(
     r
 }
 
-/// Serves `handler` until `stopped` turns true, then drains connections (10 s at most).
-pub(crate) async fn serve<H, F>(
+/// Serves until `stopped` turns true, then drains connections (10 s at most). Each
+/// connection gets its own handler from `make_handler`, so it can keep state.
+pub(crate) async fn serve<M, H, F>(
     listener: TcpListener,
     mut stopped: watch::Receiver<bool>,
-    handler: H,
+    make_handler: M,
 ) where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    M: Fn() -> H,
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let mut builder = http1::Builder::new();
@@ -76,10 +77,10 @@ pub(crate) async fn serve<H, F>(
             () = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
-        let h = handler.clone();
+        let h = make_handler();
         let svc = service_fn(move |req| {
-            let h = h.clone();
-            async move { Ok::<_, Infallible>(h(req).await) }
+            let response = h(req);
+            async move { Ok::<_, Infallible>(response.await) }
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
         tokio::spawn(async move {
@@ -97,15 +98,13 @@ pub(crate) async fn serve_gateway(
     shared: Arc<Shared>,
     stopped: watch::Receiver<bool>,
 ) {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(256)
-        .build(connector);
-    serve(listener, stopped, move |req| {
-        let (shared, client) = (shared.clone(), client.clone());
-        async move { forward(&shared, &client, req).await }
+    serve(listener, stopped, move || {
+        let shared = shared.clone();
+        let pool = Arc::new(ConnPool::new());
+        move |req| {
+            let (shared, pool) = (shared.clone(), pool.clone());
+            async move { forward(&shared, &pool, req).await }
+        }
     })
     .await;
 }
@@ -142,11 +141,7 @@ fn upstream_path(route: &Route, uri: &Uri) -> String {
     }
 }
 
-async fn forward(
-    shared: &Shared,
-    client: &Client<HttpConnector, Incoming>,
-    req: Request<Incoming>,
-) -> Response<Body> {
+async fn forward(shared: &Shared, pool: &ConnPool, req: Request<Incoming>) -> Response<Body> {
     let Some(route) = shared.routes.iter().find(|r| r.matches(req.uri().path())) else {
         return full(
             StatusCode::NOT_FOUND,
@@ -156,7 +151,10 @@ async fn forward(
     };
     let table = route.table();
     let n = route.counter.fetch_add(1, Ordering::Relaxed);
-    let Some(target) = table.pick(n).and_then(|i| route.targets.get(i)) else {
+    let Some((index, target)) = table
+        .pick(n)
+        .and_then(|i| route.targets.get(i).map(|t| (i, t)))
+    else {
         return full(
             StatusCode::SERVICE_UNAVAILABLE,
             "application/json",
@@ -165,7 +163,7 @@ async fn forward(
     };
     let (mut parts, body) = req.into_parts();
     let path = upstream_path(route, &parts.uri);
-    let Ok(uri) = format!("http://{}{path}", target.authority).parse::<Uri>() else {
+    let Ok(uri) = path.parse::<Uri>() else {
         return full(
             StatusCode::BAD_REQUEST,
             "application/json",
@@ -177,7 +175,7 @@ async fn forward(
     let started = Instant::now();
     let result = tokio::time::timeout(
         shared.upstream_timeout,
-        client.request(Request::from_parts(parts, body)),
+        pool.send(index, target.addr, Request::from_parts(parts, body)),
     )
     .await;
     let second = shared.second();

@@ -1,0 +1,126 @@
+//! Upstream connections, kept per downstream connection.
+//!
+//! A downstream HTTP/1 connection carries one request at a time, so it needs at most one
+//! upstream connection per target. Keeping them with the downstream connection (as
+//! Envoy keeps pools per worker) avoids a shared pool and its lock on every request,
+//! and closes the upstream connections when the downstream one goes.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// Why a request got no answer from the upstream.
+#[derive(Debug)]
+pub(crate) enum UpstreamError {
+    Connect(std::io::Error),
+    Http(hyper::Error),
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connect(e) => write!(f, "connect: {e}"),
+            Self::Http(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// An upstream connection idle longer than this is not reused. Servers close idle
+/// keep-alive connections (Node's default after 5 s), and a request written just as
+/// the server closes is lost; reusing only recently used connections avoids that race.
+const REUSE_WITHIN: Duration = Duration::from_secs(2);
+
+/// An idle upstream connection and when it was last used.
+type Idle = (SendRequest<Incoming>, Instant);
+
+/// One idle connection per target of the route, indexed like the route's targets.
+pub(crate) struct ConnPool {
+    idle: Mutex<Vec<Option<Idle>>>,
+}
+
+impl ConnPool {
+    pub(crate) fn new() -> Self {
+        Self {
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn take(&self, index: usize) -> Option<SendRequest<Incoming>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let (sender, used) = idle.get_mut(index).and_then(Option::take)?;
+        (used.elapsed() < REUSE_WITHIN && !sender.is_closed()).then_some(sender)
+    }
+
+    fn put(&self, index: usize, sender: SendRequest<Incoming>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() <= index {
+            idle.resize_with(index + 1, || None);
+        }
+        idle[index] = Some((sender, Instant::now()));
+    }
+
+    /// Sends `req` to target `index` at `addr`, reusing this connection's upstream
+    /// connection when it is still open. A request the old connection could not take
+    /// (closed by the upstream while idle) is sent again on a new one; a request that
+    /// was already written is never replayed.
+    pub(crate) async fn send(
+        &self,
+        index: usize,
+        addr: SocketAddr,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let mut reused = true;
+        loop {
+            let mut sender = match self.take(index) {
+                Some(s) => s,
+                None => {
+                    reused = false;
+                    connect(addr).await?
+                }
+            };
+            if let Err(e) = sender.ready().await {
+                if reused {
+                    reused = false;
+                    continue;
+                }
+                return Err(UpstreamError::Http(e));
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    self.put(index, sender);
+                    return Ok(resp);
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if reused => {
+                        req = unsent;
+                        reused = false;
+                    }
+                    _ => return Err(UpstreamError::Http(e.into_error())),
+                },
+            }
+        }
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Result<SendRequest<Incoming>, UpstreamError> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(UpstreamError::Connect)?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(UpstreamError::Http)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "upstream connection closed");
+        }
+    });
+    Ok(sender)
+}
