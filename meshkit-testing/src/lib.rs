@@ -8,11 +8,16 @@
 //! - [`InMemoryFleet`]: a [`meshkit::fleet::Fleet`] that records what it was asked.
 //! - [`FakeXrayDaemon`]: a UDP socket on loopback that parses X-Ray daemon traffic
 //!   (header line + segment document) so tests can assert on real segments.
+//! - [`MotoServer`] and [`CallCounter`]: the moto AWS emulator on a free port, and a
+//!   count of the AWS calls a client makes; [`gopher`] builds the gopher sample's App
+//!   Mesh and Cloud Map resources on it.
 //!
-//! All of them use `tokio::time`, so tests run with paused time.
+//! The fakes use `tokio::time`, so tests run with paused time (the emulator is a real
+//! process: tests against it run on real time).
 #![warn(missing_docs)]
 
 mod fleet;
+pub mod gopher;
 mod moto;
 mod router;
 mod scripted;

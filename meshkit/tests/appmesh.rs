@@ -1,7 +1,5 @@
 //! `AppMeshRouter`, its preparation helpers and `CloudMapHealth` against the moto
-//! emulator, on the gopher topology. Real time, short bakes (see `gopher/mod.rs`).
-
-mod gopher;
+//! emulator, on the gopher topology. Real time, short bakes (see `meshkit_testing::gopher`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +9,6 @@ use aws_sdk_appmesh::types::{
     DurationUnit, RouteSpec, TcpRoute, TcpRouteAction, TcpRouteMatch, TcpTimeout,
 };
 use aws_sdk_servicediscovery::types::CustomHealthStatus;
-use gopher::{MESH, ROUTE, ROUTER, V1, V2};
 use meshkit::health::{CloudMapHealth, Verdict, from_fn};
 use meshkit::rollout::RollbackReason;
 use meshkit::strategy::Canary;
@@ -21,6 +18,7 @@ use meshkit::traffic::appmesh::{
 use meshkit::traffic::{TrafficRouter, Weights};
 use meshkit::{Outcome, Rollout, RolloutError, TrafficError};
 use meshkit_testing::CallCounter;
+use meshkit_testing::gopher::{self, MESH, ROUTE, ROUTER, V1, V2};
 
 fn route() -> AppMeshRoute {
     AppMeshRoute::new(MESH, ROUTER, ROUTE)

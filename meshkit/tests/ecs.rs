@@ -1,13 +1,10 @@
 //! `EcsFleet` against the moto emulator, alone and in a blue/green rollout with
-//! `AppMeshRouter`. Real time, short polls (see `gopher/mod.rs`). moto's services do
+//! `AppMeshRouter`. Real time, short polls (see `meshkit_testing::gopher`). moto's services do
 //! not start tasks on their own unless `MOTO_ECS_SERVICE_RUNNING` says how many run.
-
-mod gopher;
 
 use std::time::Duration;
 
 use aws_sdk_ecs::types::{ContainerDefinition, KeyValuePair};
-use gopher::{MESH, ROUTE, ROUTER, V1, V2};
 use meshkit::fleet::Fleet;
 use meshkit::fleet::ecs::{EcsFleet, EcsVersion};
 use meshkit::health::{CloudMapHealth, Verdict, from_fn};
@@ -15,6 +12,7 @@ use meshkit::strategy::CanaryBlueGreen;
 use meshkit::traffic::appmesh::{AppMeshRoute, AppMeshRouter};
 use meshkit::traffic::{TrafficRouter, Weights};
 use meshkit::{FleetError, Outcome, Rollout};
+use meshkit_testing::gopher::{self, MESH, ROUTE, ROUTER, V1, V2};
 use meshkit_testing::{CallCounter, MotoServer};
 
 const CLUSTER: &str = "gopher";

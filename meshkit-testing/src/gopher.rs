@@ -1,21 +1,28 @@
-//! The gopher topology on the moto emulator, shared by the AWS adapter tests.
+//! The gopher topology on an AWS API (the moto emulator in tests): the mesh, nodes,
+//! router and route of the gopher requester/distributor sample, and its Cloud Map
+//! service. Setup helpers panic on failure: they are for tests.
 //!
-//! These tests talk to a real emulator process over loopback, so they run on real time
-//! with short bakes (tokio's paused time would fire SDK timeouts while a socket waits).
-#![allow(dead_code)]
+//! Tests against the emulator talk to a real process over loopback, so they run on
+//! real time with short bakes (tokio's paused time would fire SDK timeouts while a
+//! socket waits).
 
+use crate::{CallCounter, MotoServer};
 use aws_sdk_appmesh::types::{
     DnsServiceDiscovery, HttpRetryPolicy, HttpRoute, HttpRouteAction, HttpRouteMatch, Listener,
     PortMapping, PortProtocol, RouteSpec, ServiceDiscovery, VirtualNodeSpec, VirtualRouterListener,
     VirtualRouterSpec, WeightedTarget,
 };
 use aws_types::SdkConfig;
-use meshkit_testing::{CallCounter, MotoServer};
 
+/// The mesh.
 pub const MESH: &str = "gophermesh";
+/// The virtual router.
 pub const ROUTER: &str = "distributor-router";
+/// The route.
 pub const ROUTE: &str = "distributor-route";
+/// The stable version's virtual node.
 pub const V1: &str = "distributorV1";
+/// The new version's virtual node.
 pub const V2: &str = "distributorV2";
 
 /// Starts the emulator, failing the test with the reason when it cannot.
@@ -34,6 +41,7 @@ pub fn appmesh(sdk: &SdkConfig, counter: &CallCounter) -> aws_sdk_appmesh::Clien
     aws_sdk_appmesh::Client::from_conf(conf)
 }
 
+/// A weighted target.
 pub fn target(node: &str, weight: i32) -> WeightedTarget {
     WeightedTarget::builder()
         .virtual_node(node)
@@ -42,19 +50,17 @@ pub fn target(node: &str, weight: i32) -> WeightedTarget {
         .unwrap()
 }
 
+fn http_8080() -> PortMapping {
+    PortMapping::builder()
+        .port(8080)
+        .protocol(PortProtocol::Http)
+        .build()
+        .unwrap()
+}
+
 fn node_spec(host: &str) -> VirtualNodeSpec {
     VirtualNodeSpec::builder()
-        .listeners(
-            Listener::builder()
-                .port_mapping(
-                    PortMapping::builder()
-                        .port(8080)
-                        .protocol(PortProtocol::Http)
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
+        .listeners(Listener::builder().port_mapping(http_8080()).build())
         .service_discovery(ServiceDiscovery::Dns(
             DnsServiceDiscovery::builder()
                 .hostname(host)
@@ -125,13 +131,7 @@ pub async fn build(client: &aws_sdk_appmesh::Client, spec: RouteSpec) {
             VirtualRouterSpec::builder()
                 .listeners(
                     VirtualRouterListener::builder()
-                        .port_mapping(
-                            PortMapping::builder()
-                                .port(8080)
-                                .protocol(PortProtocol::Http)
-                                .build()
-                                .unwrap(),
-                        )
+                        .port_mapping(http_8080())
                         .build(),
                 )
                 .build(),

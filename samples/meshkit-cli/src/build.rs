@@ -1,0 +1,231 @@
+//! From a parsed spec to meshkit values: strategy, checks, policy, route names.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use meshkit::ConfigError;
+use meshkit::RolloutBuilder;
+use meshkit::health::{CloudMapHealth, HealthCheck, HttpCheck, PrometheusQuery, Verdict, from_fn};
+use meshkit::sdk::SdkConfig;
+use meshkit::strategy::{BlueGreen, Canary, CanaryBlueGreen, Linear};
+use meshkit::traffic::appmesh::AppMeshRoute;
+
+use crate::spec::{Backend, CheckKind, Spec, SpecError, StrategyKind, duration};
+
+/// The two versions and how the route is named.
+pub fn versions(spec: &Spec) -> (&str, &str) {
+    (&spec.route.stable, &spec.route.new)
+}
+
+/// The App Mesh route, for App Mesh specs.
+pub fn appmesh_route(spec: &Spec) -> Option<AppMeshRoute> {
+    let r = &spec.route;
+    if r.backend != Backend::Appmesh {
+        return None;
+    }
+    let route = AppMeshRoute::new(
+        r.mesh.as_deref()?,
+        r.router.as_deref()?,
+        r.route.as_deref()?,
+    );
+    Some(match &r.mesh_owner {
+        Some(o) => route.owner(o),
+        None => route,
+    })
+}
+
+/// The route's name for the rollout: `mesh/router/route[@owner]`, or `local`.
+pub fn route_name(spec: &Spec) -> String {
+    appmesh_route(spec).map_or_else(|| "local".to_string(), |r| r.to_string())
+}
+
+/// The local backend's addresses: gateway, stable, new.
+pub fn local_addrs(spec: &Spec) -> Result<Option<[SocketAddr; 3]>, SpecError> {
+    let r = &spec.route;
+    let (Backend::Local, Some(listen), Some(stable_addr), Some(new_addr)) =
+        (r.backend, &r.listen, &r.stable_addr, &r.new_addr)
+    else {
+        return Ok(None);
+    };
+    let addr = |field: &str, v: &str| {
+        v.parse::<SocketAddr>().map_err(|_| SpecError {
+            field: Some(format!("route.{field}")),
+            at: None,
+            message: format!("{v:?} is not an address like 127.0.0.1:8080"),
+        })
+    };
+    Ok(Some([
+        addr("listen", listen)?,
+        addr("stable_addr", stable_addr)?,
+        addr("new_addr", new_addr)?,
+    ]))
+}
+
+/// A stable rollout id: the spec's, or one derived from the route and versions, so a
+/// rerun of the same spec resumes with the same write tokens.
+pub fn rollout_id(spec: &Spec) -> String {
+    if let Some(id) = &spec.policy.id {
+        return id.clone();
+    }
+    let (stable, new) = versions(spec);
+    let key = format!("{}|{stable}|{new}", route_name(spec));
+    // FNV-1a: stable across runs and builds (std's hasher is not).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("mk{h:016x}")
+}
+
+fn opt_duration(field: &str, v: &Option<String>) -> Result<Option<Duration>, SpecError> {
+    v.as_deref().map(|s| duration(field, s)).transpose()
+}
+
+/// Sets the strategy from the spec (already checked by [`Spec::check`]).
+pub fn strategy(b: RolloutBuilder, spec: &Spec) -> Result<RolloutBuilder, SpecError> {
+    let s = &spec.strategy;
+    let steps = s.steps.clone().unwrap_or_default();
+    let bake = opt_duration("strategy.bake", &s.bake)?;
+    let pre_check = opt_duration("strategy.pre_check", &s.pre_check)?;
+    Ok(match s.kind {
+        StrategyKind::Canary => {
+            let mut c = Canary::steps(steps);
+            if let Some(d) = bake {
+                c = c.bake(d);
+            }
+            if let Some(d) = pre_check {
+                c = c.pre_check(d);
+            }
+            b.strategy(c)
+        }
+        StrategyKind::Linear => {
+            let wait = s.wait.as_deref().unwrap_or_default();
+            b.strategy(Linear::new(
+                s.step.unwrap_or_default(),
+                duration("strategy.wait", wait)?,
+            ))
+        }
+        StrategyKind::BlueGreen => {
+            let mut g = BlueGreen::new();
+            if let Some(d) = pre_check {
+                g = g.pre_check(d);
+            }
+            if let Some(d) = bake {
+                g = g.bake(d);
+            }
+            b.strategy(g)
+        }
+        StrategyKind::CanaryBlueGreen => {
+            let mut g = CanaryBlueGreen::new(steps);
+            if let Some(d) = opt_duration("strategy.step_bake", &s.step_bake)? {
+                g = g.step_bake(d);
+            }
+            if let Some(d) = pre_check {
+                g = g.pre_check(d);
+            }
+            if let Some(d) = bake {
+                g = g.bake(d);
+            }
+            b.strategy(g)
+        }
+    })
+}
+
+/// Sets the policy from the spec. The command line resumes by default.
+pub fn policy(mut b: RolloutBuilder, spec: &Spec) -> Result<RolloutBuilder, SpecError> {
+    let p = &spec.policy;
+    b = b.id(rollout_id(spec)).resume(p.resume.unwrap_or(true));
+    if let Some(d) = opt_duration("policy.check_interval", &p.check_interval)? {
+        b = b
+            .check_interval(d)
+            .check_timeout(d.min(Duration::from_secs(5)));
+    }
+    if let Some(d) = opt_duration("policy.check_timeout", &p.check_timeout)? {
+        b = b.check_timeout(d);
+    }
+    if let Some(n) = p.failure_threshold {
+        b = b.failure_threshold(n);
+    }
+    if let Some(d) = opt_duration("policy.deadline", &p.deadline)? {
+        b = b.deadline(d);
+    }
+    Ok(b)
+}
+
+/// The spec's checks. Cloud Map checks need `sdk`; without it (validation, `plan`)
+/// each stands in as a check that is never run.
+pub fn checks(
+    spec: &Spec,
+    sdk: Option<&SdkConfig>,
+) -> Result<Vec<Box<dyn HealthCheck>>, SpecError> {
+    let mut out: Vec<Box<dyn HealthCheck>> = Vec::new();
+    for (i, c) in spec.checks.iter().enumerate() {
+        let field = format!("checks[{i}]");
+        let cfg = |e: ConfigError| SpecError {
+            field: Some(field.clone()),
+            at: None,
+            message: e.to_string(),
+        };
+        let url = c.url.clone().unwrap_or_default();
+        match c.kind {
+            CheckKind::Http => {
+                let mut h = HttpCheck::builder(url);
+                if let Some(n) = c.requests {
+                    h = h.requests(n);
+                }
+                if let Some(r) = c.min_success {
+                    h = h.min_success_ratio(r);
+                }
+                out.push(Box::new(h.build().map_err(cfg)?));
+            }
+            CheckKind::Cloudmap => {
+                let service_id = c.service_id.clone().unwrap_or_default();
+                let Some(sdk) = sdk else {
+                    // Validation and `plan` make no AWS call: stand in for the check.
+                    let name = format!("cloudmap {service_id}");
+                    out.push(Box::new(from_fn(name, |_| async {
+                        Verdict::inconclusive("not run: validation only")
+                    })));
+                    continue;
+                };
+                let client = meshkit::sdk::servicediscovery::Client::new(sdk);
+                let mut h = CloudMapHealth::builder(client, service_id);
+                for (k, v) in &c.attributes {
+                    h = h.attribute(k, v);
+                }
+                if let Some(s) = c.min_healthy {
+                    h = h.min_healthy_share(s);
+                }
+                if let Some(n) = c.min_instances {
+                    h = h.min_instances(n);
+                }
+                out.push(Box::new(h.build().map_err(cfg)?));
+            }
+            CheckKind::Prometheus => {
+                let range = c.min.unwrap_or(f64::NEG_INFINITY)..=c.max.unwrap_or(f64::INFINITY);
+                let query = c.query.clone().unwrap_or_default();
+                let q = PrometheusQuery::builder(url, query).range(range);
+                out.push(Box::new(q.build().map_err(cfg)?));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Maps a builder error to the spec field it comes from.
+pub fn config_error(e: ConfigError) -> SpecError {
+    let field = match &e {
+        ConfigError::Strategy { field, .. } => Some(format!("strategy.{field}")),
+        ConfigError::Policy { field, .. } => Some(format!("policy.{field}")),
+        ConfigError::DeadlineTooShort { .. } => Some("policy.deadline".into()),
+        ConfigError::BadRolloutId(_) => Some("policy.id".into()),
+        ConfigError::NoChecks => Some("checks".into()),
+        ConfigError::SameVersions(_) | ConfigError::Weights(_) => Some("route.new".into()),
+        _ => None,
+    };
+    SpecError {
+        field,
+        at: None,
+        message: e.to_string(),
+    }
+}

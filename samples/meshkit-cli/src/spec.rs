@@ -1,0 +1,415 @@
+//! The rollout spec (TOML or JSON), and where in the file a field is.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A rollout spec as written.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// The route and the two versions.
+    pub route: RouteSpec,
+    /// How to shift.
+    pub strategy: StrategySpec,
+    /// The health checks (all must pass).
+    #[serde(default)]
+    pub checks: Vec<CheckSpec>,
+    /// Runner policy.
+    #[serde(default)]
+    pub policy: PolicySpec,
+}
+
+/// The backend a route lives on.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// An App Mesh route.
+    Appmesh,
+    /// The local embedded mesh, started by `meshkit run` for the run.
+    Local,
+}
+
+/// Which backend, which route, which versions. Fields are checked per backend by
+/// [`Spec::check`] (a flat table keeps the parser's line and column on type errors).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// `appmesh` or `local`.
+    pub backend: Backend,
+    /// The stable version (App Mesh: its virtual node).
+    pub stable: String,
+    /// The new version (App Mesh: its virtual node).
+    pub new: String,
+    /// App Mesh: the mesh.
+    pub mesh: Option<String>,
+    /// App Mesh: the account owning a shared mesh.
+    pub mesh_owner: Option<String>,
+    /// App Mesh: the virtual router.
+    pub router: Option<String>,
+    /// App Mesh: the route.
+    pub route: Option<String>,
+    /// Local: the gateway address, e.g. `127.0.0.1:9000`.
+    pub listen: Option<String>,
+    /// Local: the stable version's upstream address.
+    pub stable_addr: Option<String>,
+    /// Local: the new version's upstream address.
+    pub new_addr: Option<String>,
+}
+
+/// The strategy kinds.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyKind {
+    /// Explicit steps (`steps`, `bake`, `pre_check`).
+    Canary,
+    /// `step` more every `wait`.
+    Linear,
+    /// One cutover (`pre_check`, `bake`).
+    BlueGreen,
+    /// Canary `steps` (`step_bake`), then the cutover (`pre_check`, `bake`).
+    CanaryBlueGreen,
+}
+
+/// The strategy and its parameters.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StrategySpec {
+    /// Which strategy.
+    pub kind: StrategyKind,
+    /// Percentages on the new version (canary, canary-blue-green).
+    pub steps: Option<Vec<u32>>,
+    /// Bake per step (canary) or after the cutover (blue-green kinds).
+    pub bake: Option<String>,
+    /// Check the new version with no traffic first.
+    pub pre_check: Option<String>,
+    /// Percent per step (linear).
+    pub step: Option<u32>,
+    /// Wait per step (linear).
+    pub wait: Option<String>,
+    /// Bake per canary step (canary-blue-green).
+    pub step_bake: Option<String>,
+}
+
+/// The check kinds.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckKind {
+    /// Probe `url`.
+    Http,
+    /// Cloud Map instance health of `service_id`.
+    Cloudmap,
+    /// A PromQL `query` against `url`, in `min`..=`max`.
+    Prometheus,
+}
+
+/// One health check.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSpec {
+    /// Which check.
+    pub kind: CheckKind,
+    /// http: the URL probed; prometheus: the server's base URL.
+    pub url: Option<String>,
+    /// http: probes per evaluation.
+    pub requests: Option<u32>,
+    /// http: the share of probes that must succeed.
+    pub min_success: Option<f64>,
+    /// cloudmap: the service id (`srv-…`).
+    pub service_id: Option<String>,
+    /// cloudmap: only instances with these attributes.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// cloudmap: the least healthy share (0-1).
+    pub min_healthy: Option<f64>,
+    /// cloudmap: the least number of healthy instances.
+    pub min_instances: Option<usize>,
+    /// prometheus: the query (`{candidate}` and `{stable}` are replaced).
+    pub query: Option<String>,
+    /// prometheus: the lowest healthy value.
+    pub min: Option<f64>,
+    /// prometheus: the highest healthy value.
+    pub max: Option<f64>,
+}
+
+impl Spec {
+    /// Checks that each table has the fields its kind needs and none it does not use.
+    pub fn check(&self) -> Result<(), SpecError> {
+        let r = &self.route;
+        let all = [
+            ("mesh", r.mesh.is_some()),
+            ("mesh_owner", r.mesh_owner.is_some()),
+            ("router", r.router.is_some()),
+            ("route", r.route.is_some()),
+            ("listen", r.listen.is_some()),
+            ("stable_addr", r.stable_addr.is_some()),
+            ("new_addr", r.new_addr.is_some()),
+        ];
+        let (need, allowed): (&[&str], &[&str]) = match r.backend {
+            Backend::Appmesh => (
+                &["mesh", "router", "route"],
+                &["mesh", "mesh_owner", "router", "route"],
+            ),
+            Backend::Local => (
+                &["listen", "stable_addr", "new_addr"],
+                &["listen", "stable_addr", "new_addr"],
+            ),
+        };
+        split_fields("route", &format!("{:?}", r.backend), &all, need, allowed)?;
+        let s = &self.strategy;
+        let all = [
+            ("steps", s.steps.is_some()),
+            ("bake", s.bake.is_some()),
+            ("pre_check", s.pre_check.is_some()),
+            ("step", s.step.is_some()),
+            ("wait", s.wait.is_some()),
+            ("step_bake", s.step_bake.is_some()),
+        ];
+        let (need, allowed): (&[&str], &[&str]) = match s.kind {
+            StrategyKind::Canary => (&["steps"], &["steps", "bake", "pre_check"]),
+            StrategyKind::Linear => (&["step", "wait"], &["step", "wait"]),
+            StrategyKind::BlueGreen => (&[], &["bake", "pre_check"]),
+            StrategyKind::CanaryBlueGreen => {
+                (&["steps"], &["steps", "step_bake", "pre_check", "bake"])
+            }
+        };
+        split_fields("strategy", &format!("{:?}", s.kind), &all, need, allowed)?;
+        for (i, c) in self.checks.iter().enumerate() {
+            let all = [
+                ("url", c.url.is_some()),
+                ("requests", c.requests.is_some()),
+                ("min_success", c.min_success.is_some()),
+                ("service_id", c.service_id.is_some()),
+                ("attributes", !c.attributes.is_empty()),
+                ("min_healthy", c.min_healthy.is_some()),
+                ("min_instances", c.min_instances.is_some()),
+                ("query", c.query.is_some()),
+                ("min", c.min.is_some()),
+                ("max", c.max.is_some()),
+            ];
+            let (need, allowed): (&[&str], &[&str]) = match c.kind {
+                CheckKind::Http => (&["url"], &["url", "requests", "min_success"]),
+                CheckKind::Cloudmap => (
+                    &["service_id"],
+                    &["service_id", "attributes", "min_healthy", "min_instances"],
+                ),
+                CheckKind::Prometheus => (&["url", "query"], &["url", "query", "min", "max"]),
+            };
+            split_fields(
+                &format!("checks[{i}]"),
+                &format!("{:?}", c.kind),
+                &all,
+                need,
+                allowed,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn fields(
+    table: &str,
+    kind: &str,
+    need: &[(&str, bool)],
+    unused: &[(&str, bool)],
+) -> Result<(), SpecError> {
+    if let Some((name, _)) = need.iter().find(|(_, set)| !set) {
+        return Err(SpecError {
+            field: Some(format!("{table}.{name}")),
+            at: None,
+            message: format!("missing: {kind} needs it"),
+        });
+    }
+    if let Some((name, _)) = unused.iter().find(|(_, set)| *set) {
+        return Err(SpecError {
+            field: Some(format!("{table}.{name}")),
+            at: None,
+            message: format!("not used by {kind}"),
+        });
+    }
+    Ok(())
+}
+
+fn split_fields(
+    table: &str,
+    kind: &str,
+    all: &[(&str, bool)],
+    need: &[&str],
+    allowed: &[&str],
+) -> Result<(), SpecError> {
+    let kind = kind.to_lowercase();
+    let need: Vec<(&str, bool)> = all
+        .iter()
+        .filter(|(n, _)| need.contains(n))
+        .copied()
+        .collect();
+    let unused: Vec<(&str, bool)> = all
+        .iter()
+        .filter(|(n, _)| !allowed.contains(n))
+        .copied()
+        .collect();
+    fields(table, &kind, &need, &unused)
+}
+
+/// Runner policy; every field optional.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    /// The rollout id (tokens, resume). Default: derived from the route and versions.
+    pub id: Option<String>,
+    /// Check interval.
+    pub check_interval: Option<String>,
+    /// Check timeout.
+    pub check_timeout: Option<String>,
+    /// Consecutive failures that roll back.
+    pub failure_threshold: Option<u32>,
+    /// Overall deadline.
+    pub deadline: Option<String>,
+    /// Resume from the route's weights (default true for the command line).
+    pub resume: Option<bool>,
+}
+
+/// Why a spec was refused: the field, and where it is when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    /// The field path, e.g. `strategy.steps`, when known.
+    pub field: Option<String>,
+    /// 1-based line and column, when known.
+    pub at: Option<(usize, usize)>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.field, self.at) {
+            (Some(field), Some((l, c))) => write!(f, "{field} (line {l}, column {c}): ")?,
+            (Some(field), None) => write!(f, "{field}: ")?,
+            (None, Some((l, c))) => write!(f, "line {l}, column {c}: ")?,
+            (None, None) => {}
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// The format of a spec file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// TOML.
+    Toml,
+    /// JSON.
+    Json,
+}
+
+impl Format {
+    /// JSON for `.json` files, TOML otherwise.
+    pub fn of(path: &str) -> Self {
+        if path.ends_with(".json") {
+            Self::Json
+        } else {
+            Self::Toml
+        }
+    }
+}
+
+/// Parses a spec. Never panics, whatever the input.
+pub fn parse(text: &str, format: Format) -> Result<Spec, SpecError> {
+    match format {
+        Format::Json => serde_json::from_str(text).map_err(|e| {
+            let message = e.to_string();
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            SpecError {
+                field: None,
+                at: (e.line() > 0).then(|| (e.line(), e.column())),
+                message: message
+                    .strip_suffix(&suffix)
+                    .unwrap_or(&message)
+                    .to_string(),
+            }
+        }),
+        Format::Toml => toml::from_str(text).map_err(|e| SpecError {
+            field: None,
+            at: e.span().map(|s| line_col(text, s.start)),
+            message: e.message().to_string(),
+        }),
+    }
+}
+
+/// 1-based line and column of byte offset `at`.
+pub fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let at = at.min(text.len());
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Where the field `path` (`section.key`) is written in `text`, found by looking for
+/// the key after its section: `[section]` in TOML, `"section"` in JSON. A key that is
+/// not written (a missing field) points at its section.
+pub fn locate(text: &str, path: &str, format: Format) -> Option<(usize, usize)> {
+    let (section, key) = path.split_once('.').unwrap_or(("", path));
+    let start = match (section, format) {
+        ("", _) => 0,
+        (s, Format::Toml) => text
+            .find(&format!("[{s}]"))
+            .or_else(|| text.find(&format!("[[{s}]]")))?,
+        (s, Format::Json) => text.find(&format!("\"{s}\""))?,
+    };
+    let needle = match format {
+        Format::Toml => key.to_string(),
+        Format::Json => format!("\"{key}\""),
+    };
+    let rest = text.get(start..)?;
+    let mut offset = start;
+    for line in rest.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        let lead = line.len() - trimmed.len();
+        let hit = match format {
+            Format::Json => trimmed.find(&needle),
+            Format::Toml => trimmed
+                .strip_prefix(needle.as_str())
+                .filter(|after| after.trim_start().starts_with('='))
+                .map(|_| 0),
+        };
+        if let Some(i) = hit {
+            return Some(line_col(text, offset + lead + i));
+        }
+        // The next TOML section ends this one.
+        if format == Format::Toml && offset > start && trimmed.starts_with('[') {
+            break;
+        }
+        offset += line.len();
+    }
+    (!section.is_empty()).then(|| line_col(text, start))
+}
+
+/// Parses `250ms`, `10s`, `5m`, `4h` (or a bare number of seconds).
+pub fn duration(field: &str, value: &str) -> Result<Duration, SpecError> {
+    let v = value.trim();
+    let split = v
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num.parse().map_err(|_| bad_duration(field, value))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(bad_duration(field, value)),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| bad_duration(field, value))
+}
+
+fn bad_duration(field: &str, value: &str) -> SpecError {
+    SpecError {
+        field: Some(field.to_string()),
+        at: None,
+        message: format!("{value:?} is not a duration (e.g. 250ms, 10s, 5m, 4h)"),
+    }
+}

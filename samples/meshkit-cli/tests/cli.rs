@@ -1,0 +1,361 @@
+//! The `meshkit` binary run as a user would: spawned, against the moto emulator and
+//! the local backend. Real time (the emulator is a real process).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use meshkit_testing::gopher::{self, MESH, ROUTE, ROUTER, V1, V2};
+use meshkit_testing::{CallCounter, MotoServer};
+
+fn meshkit(endpoint: Option<&str>, dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_meshkit"));
+    c.env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.join("no-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-credentials"))
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL");
+    if let Some(url) = endpoint {
+        c.arg("--endpoint-url").arg(url);
+    }
+    c
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("meshkit-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn spec_file(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+const GOPHER_SPEC: &str = r#"
+[route]
+backend = "appmesh"
+mesh = "gophermesh"
+router = "distributor-router"
+route = "distributor-route"
+stable = "distributorV1"
+new = "distributorV2"
+
+[strategy]
+kind = "canary"
+steps = [10, 50, 100]
+bake = "200ms"
+
+[[checks]]
+kind = "cloudmap"
+service_id = "SERVICE"
+attributes = { version = "v2" }
+
+[policy]
+check_interval = "50ms"
+"#;
+
+#[test]
+fn plan_prints_every_step_and_the_calls_without_making_any() {
+    let dir = temp_dir("plan");
+    let spec = spec_file(&dir, "gopher.toml", GOPHER_SPEC);
+    // Nothing listens there: a call would fail the command.
+    let out = meshkit(Some("http://127.0.0.1:9"), &dir)
+        .arg("plan")
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for w in [
+        "distributorV1=90 distributorV2=10",
+        "distributorV1=0 distributorV2=100",
+    ] {
+        assert!(stdout.contains(w), "{stdout}");
+    }
+    assert!(stdout.contains("DescribeRoute, UpdateRoute"), "{stdout}");
+    assert!(
+        stdout.contains("ListInstances, GetInstancesHealthStatus"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn an_invalid_spec_names_the_field_and_line_and_exits_2() {
+    let dir = temp_dir("invalid");
+    let cases = [
+        ("steps.toml", GOPHER_SPEC.replace("[10, 50, 100]", "[50, 10, 100]"), "strategy.steps (line 12, column 1)"),
+        ("type.toml", GOPHER_SPEC.replace("bake = \"200ms\"", "bake = 200"), "line 13, column 8"),
+        ("missing.toml", GOPHER_SPEC.replace("router = \"distributor-router\"\n", ""), "route.router (line 2, column 1)"),
+        ("unknown.json", r#"{"route": {"backend": "local", "stable": "a", "new": "b",
+ "listen": "127.0.0.1:1", "stable_addr": "127.0.0.1:2", "new_addr": "127.0.0.1:3", "colour": "red"}}"#.to_string(), "line 2, column 91"),
+        ("duration.toml", GOPHER_SPEC.replace("\"50ms\"", "\"soon\""), "policy.check_interval (line 21, column 1)"),
+    ];
+    for (name, body, expected) in cases {
+        let spec = spec_file(&dir, name, &body);
+        let out = meshkit(Some("http://127.0.0.1:9"), &dir)
+            .arg("run")
+            .arg(&spec)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
+}
+
+/// The gopher topology at V1 100 and its Cloud Map service; returns the spec path.
+async fn gopher_setup(moto: &MotoServer, dir: &Path) -> PathBuf {
+    let sdk = moto.sdk_config();
+    let mesh = gopher::appmesh(&sdk, &CallCounter::new());
+    gopher::build(&mesh, gopher::http_route(100, 0)).await;
+    let service = gopher::cloud_map(&aws_sdk_servicediscovery::Client::new(&sdk)).await;
+    spec_file(
+        dir,
+        "gopher.toml",
+        &GOPHER_SPEC.replace("SERVICE", &service),
+    )
+}
+
+fn status(endpoint: &str, dir: &Path, spec: &Path) -> String {
+    let out = meshkit(Some(endpoint), dir)
+        .args(["status", "--json"])
+        .arg(spec)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["weights"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_promotes_then_status_and_rollback_work_against_the_emulator() {
+    let moto = gopher::moto();
+    let dir = temp_dir("run");
+    let spec = gopher_setup(&moto, &dir).await;
+    let out = meshkit(Some(moto.endpoint()), &dir)
+        .args(["run", "--json"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.iter().any(|l| l["event"] == "WeightsWritten"));
+    assert_eq!(lines.last().unwrap()["outcome"], "promoted");
+    assert_eq!(
+        status(moto.endpoint(), &dir, &spec),
+        "distributorV1=0 distributorV2=100"
+    );
+
+    let out = meshkit(Some(moto.endpoint()), &dir)
+        .arg("rollback")
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        status(moto.endpoint(), &dir, &spec),
+        "distributorV1=100 distributorV2=0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_route_stops_before_any_write_with_exit_4() {
+    let moto = gopher::moto();
+    let dir = temp_dir("missing");
+    let spec = spec_file(
+        &dir,
+        "gopher.toml",
+        &GOPHER_SPEC.replace("SERVICE", "srv-x"),
+    );
+    let out = meshkit(Some(moto.endpoint()), &dir)
+        .arg("run")
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mesh 'gophermesh' not found"));
+}
+
+/// Waits for the first JSON line whose event is `event`, or the child's end.
+fn wait_for_event(child: &mut Child, event: &str) -> bool {
+    let Some(stdout) = child.stdout.take() else {
+        return false;
+    };
+    let mut lines = BufReader::new(stdout).lines();
+    let found = lines.any(|l| l.is_ok_and(|l| l.contains(&format!("\"event\":\"{event}\""))));
+    // Keep draining so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_without_a_terminal_rolls_back_and_exits_130() {
+    let moto = gopher::moto();
+    let dir = temp_dir("sigint");
+    let spec = gopher_setup(&moto, &dir).await;
+    let slow = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("\"200ms\"", "\"30s\"");
+    std::fs::write(&spec, slow).unwrap();
+    let mut child = meshkit(Some(moto.endpoint()), &dir)
+        .args(["run", "--json"])
+        .arg(&spec)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for_event(&mut child, "WeightsWritten"));
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(130));
+    assert_eq!(
+        status(moto.endpoint(), &dir, &spec),
+        "distributorV1=100 distributorV2=0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_kills_at_random_points_all_resume_to_a_safe_end() {
+    let moto = gopher::moto();
+    let dir = temp_dir("kills");
+    let spec = gopher_setup(&moto, &dir).await;
+    let mesh = gopher::appmesh(&moto.sdk_config(), &CallCounter::new());
+    let mut rng = fastrand::Rng::with_seed(0x6d65_7368);
+    let mut ends = Vec::new();
+    for kill in 0..20 {
+        // Back to the start: all on V1.
+        mesh.update_route()
+            .mesh_name(MESH)
+            .virtual_router_name(ROUTER)
+            .route_name(ROUTE)
+            .spec(gopher::http_route(100, 0))
+            .send()
+            .await
+            .unwrap();
+        let mut child = meshkit(Some(moto.endpoint()), &dir)
+            .arg("run")
+            .arg(&spec)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let at = Duration::from_millis(rng.u64(50..1500));
+        let started = Instant::now();
+        while started.elapsed() < at && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        // Run again with the same spec: it resumes from the route's weights.
+        let out = meshkit(Some(moto.endpoint()), &dir)
+            .args(["run", "--json"])
+            .arg(&spec)
+            .output()
+            .unwrap();
+        let code = out.status.code();
+        assert!(
+            matches!(code, Some(0 | 3)),
+            "kill {kill} at {at:?}: {}",
+            text(&out)
+        );
+        let weights = status(moto.endpoint(), &dir, &spec);
+        let expected = if code == Some(0) {
+            "distributorV1=0 distributorV2=100"
+        } else {
+            "distributorV1=100 distributorV2=0"
+        };
+        assert_eq!(weights, expected, "kill {kill} at {at:?}");
+        ends.push(code);
+    }
+    assert_eq!(ends.len(), 20);
+    let _ = (V1, V2);
+}
+
+/// A tiny HTTP server answering 200 `ok` to everything, on a free port.
+fn ok_server() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = stream;
+                let mut buf = [0u8; 4096];
+                let mut got = Vec::new();
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        got.drain(..end + 4);
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if s.write_all(reply).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn run_on_the_local_backend_promotes() {
+    let dir = temp_dir("local");
+    let (blue, green) = (ok_server(), ok_server());
+    let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = gateway.local_addr().unwrap();
+    drop(gateway);
+    let spec = spec_file(
+        &dir,
+        "local.json",
+        &format!(
+            r#"{{"route": {{"backend": "local", "listen": "{listen}", "stable": "blue",
+                "stable_addr": "{blue}", "new": "green", "new_addr": "{green}"}},
+               "strategy": {{"kind": "linear", "step": 50, "wait": "200ms"}},
+               "checks": [{{"kind": "http", "url": "http://{green}/", "requests": 3}}],
+               "policy": {{"check_interval": "50ms"}}}}"#
+        ),
+    );
+    let out = meshkit(None, &dir)
+        .args(["run", "--json"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["weights"], "blue=0 green=100");
+    // A local route lives only inside `run`.
+    let out = meshkit(None, &dir)
+        .arg("status")
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
