@@ -16,6 +16,7 @@
 //! process: tests against it run on real time).
 #![warn(missing_docs)]
 
+pub mod cloudwatch;
 mod fleet;
 pub mod gopher;
 mod moto;

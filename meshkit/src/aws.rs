@@ -8,7 +8,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 #[cfg(feature = "ecs")]
 use crate::error::FleetError;
-#[cfg(any(feature = "appmesh", feature = "cloudmap"))]
+#[cfg(any(feature = "appmesh", feature = "cloudmap", feature = "cloudwatch"))]
 use crate::error::TrafficError;
 
 /// What kind of failure an AWS error is, whatever the service.
@@ -132,7 +132,7 @@ where
 }
 
 /// Maps an SDK error to a [`TrafficError`], keeping the AWS error as the source.
-#[cfg(any(feature = "appmesh", feature = "cloudmap"))]
+#[cfg(any(feature = "appmesh", feature = "cloudmap", feature = "cloudwatch"))]
 /// `what` names the call and resource, e.g. `DescribeRoute gophermesh/distributor-route`.
 pub(crate) fn traffic_error<E, R>(what: &str, err: SdkError<E, R>) -> TrafficError
 where

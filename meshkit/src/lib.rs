@@ -15,12 +15,13 @@
 //!
 //! ## Backends
 //!
-//! | feature (default on) | what |
+//! | feature (default on unless said) | what |
 //! |---|---|
 //! | `local` | `traffic::local::LocalMesh`: an embedded mesh with a real HTTP data plane on loopback |
 //! | `appmesh` | `traffic::appmesh::AppMeshRouter`, plus helpers to create the new virtual node and check the mesh before any write |
 //! | `ecs` | `fleet::ecs::EcsFleet`: each version as its own ECS service |
 //! | `cloudmap` | `health::CloudMapHealth`: the share of healthy Cloud Map instances |
+//! | `cloudwatch` (off by default) | `health::CloudWatchMetric`: a CloudWatch metric summed over a window, e.g. the canary pipeline's 5xx count |
 //! | `prometheus`, `http-check` | the Prometheus query and HTTP probe checks |
 //!
 //! The AWS adapters take SDK clients you build (see [`sdk`]); meshkit never reads
@@ -66,7 +67,12 @@
 )]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-#[cfg(any(feature = "appmesh", feature = "ecs", feature = "cloudmap"))]
+#[cfg(any(
+    feature = "appmesh",
+    feature = "ecs",
+    feature = "cloudmap",
+    feature = "cloudwatch"
+))]
 mod aws;
 pub mod error;
 pub mod fleet;
@@ -78,10 +84,17 @@ pub mod traffic;
 /// The AWS SDK crates meshkit's adapters take clients of, re-exported so your clients
 /// come from the same versions. Build them from the `SdkConfig` that
 /// `aws_config::load_defaults` gives you: meshkit never reads credentials itself.
-#[cfg(any(feature = "appmesh", feature = "ecs", feature = "cloudmap"))]
+#[cfg(any(
+    feature = "appmesh",
+    feature = "ecs",
+    feature = "cloudmap",
+    feature = "cloudwatch"
+))]
 pub mod sdk {
     #[cfg(feature = "appmesh")]
     pub use aws_sdk_appmesh as appmesh;
+    #[cfg(feature = "cloudwatch")]
+    pub use aws_sdk_cloudwatch as cloudwatch;
     #[cfg(feature = "ecs")]
     pub use aws_sdk_ecs as ecs;
     #[cfg(feature = "cloudmap")]

@@ -3,6 +3,8 @@
 
 #[cfg(feature = "cloudmap")]
 mod cloudmap;
+#[cfg(feature = "cloudwatch")]
+mod cloudwatch;
 mod combinators;
 #[cfg(feature = "http-check")]
 mod http;
@@ -19,6 +21,8 @@ use async_trait::async_trait;
 
 #[cfg(feature = "cloudmap")]
 pub use cloudmap::{CloudMapHealth, CloudMapHealthBuilder};
+#[cfg(feature = "cloudwatch")]
+pub use cloudwatch::{CloudWatchMetric, CloudWatchMetricBuilder, ENVOY_NAMESPACE};
 pub use combinators::{
     All, Any, Consecutive, OnlyWithTraffic, all, any, consecutive, only_with_traffic,
 };

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use meshkit::ConfigError;
 use meshkit::RolloutBuilder;
-use meshkit::health::{CloudMapHealth, HealthCheck, HttpCheck, PrometheusQuery, Verdict, from_fn};
+use meshkit::health::{
+    CloudMapHealth, CloudWatchMetric, HealthCheck, HttpCheck, PrometheusQuery, Verdict, from_fn,
+};
 use meshkit::sdk::SdkConfig;
 use meshkit::strategy::{BlueGreen, Canary, CanaryBlueGreen, Linear};
 use meshkit::traffic::appmesh::AppMeshRoute;
@@ -200,6 +202,30 @@ pub fn checks(
                     h = h.min_instances(n);
                 }
                 out.push(Box::new(h.build().map_err(cfg)?));
+            }
+            CheckKind::Envoy5xx => {
+                let new = &spec.route.new;
+                let window = duration(
+                    &format!("checks[{i}].window"),
+                    c.window.as_deref().unwrap_or_default(),
+                )?;
+                let Some(sdk) = sdk else {
+                    let name = format!("envoy 5xx of {new}");
+                    out.push(Box::new(from_fn(name, |_| async {
+                        Verdict::inconclusive("not run: validation only")
+                    })));
+                    continue;
+                };
+                let client = meshkit::sdk::cloudwatch::Client::new(sdk);
+                let check = CloudWatchMetric::envoy_5xx(
+                    client,
+                    c.cluster.clone().unwrap_or_default(),
+                    c.task_family.clone().unwrap_or_else(|| new.clone()),
+                    c.virtual_node.clone().unwrap_or_else(|| new.clone()),
+                )
+                .window(window)
+                .max(c.max.unwrap_or_default());
+                out.push(Box::new(check.build().map_err(cfg)?));
             }
             CheckKind::Prometheus => {
                 let range = c.min.unwrap_or(f64::NEG_INFINITY)..=c.max.unwrap_or(f64::INFINITY);

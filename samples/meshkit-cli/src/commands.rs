@@ -14,9 +14,9 @@ use meshkit::traffic::{RouteRef, TrafficRouter, Weights, WriteRequest};
 use meshkit::{Outcome, Rollout, RolloutBuilder};
 use serde_json::json;
 
-use crate::build;
 use crate::spec::{self, Backend, CheckKind, CheckSpec, Format, Spec, SpecError};
 use crate::{Cli, Command};
+use crate::{build, deploy};
 
 const INVALID: u8 = 2;
 const ROLLED_BACK: u8 = 3;
@@ -32,11 +32,15 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Promote { spec } => (spec, "promote"),
         Command::Rollback { spec } => (spec, "rollback"),
     };
-    let spec = match load(path) {
+    let spec = match load(&cli, path, action).await {
         Ok(s) => s,
-        Err(e) => {
+        Err(Loading::Invalid(e)) => {
             eprintln!("meshkit: invalid spec {path}: {e}");
             return INVALID;
+        }
+        Err(Loading::Failed(e)) => {
+            eprintln!("meshkit: {e}");
+            return FAILED;
         }
     };
     match action {
@@ -48,15 +52,66 @@ pub async fn run(cli: Cli) -> u8 {
     }
 }
 
-/// Reads, parses and validates a spec; errors name the field and where it is.
-fn load(path: &str) -> Result<Spec, SpecError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SpecError {
-        field: None,
-        at: None,
-        message: format!("cannot read it: {e}"),
+/// Why a spec could not be loaded.
+enum Loading {
+    /// The spec is wrong (exit 2).
+    Invalid(SpecError),
+    /// Reading the route to find the stable node failed (exit 4).
+    Failed(String),
+}
+
+/// Reads, parses and validates a spec or a `deploy.json`.
+async fn load(cli: &Cli, path: &str, action: &str) -> Result<Spec, Loading> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Loading::Invalid(SpecError {
+            field: None,
+            at: None,
+            message: format!("cannot read it: {e}"),
+        })
     })?;
-    let format = Format::of(path);
-    let spec = spec::parse(&text, format)?;
+    if !deploy::is_deploy_json(&text) {
+        return load_spec(&text, Format::of(path)).map_err(Loading::Invalid);
+    }
+    let d: deploy::DeployJson = serde_json::from_str(&text).map_err(|e| {
+        Loading::Invalid(SpecError {
+            field: None,
+            at: Some((e.line(), e.column())),
+            message: e.to_string(),
+        })
+    })?;
+    let service = cli.service.as_deref();
+    let stable = match (&cli.stable, action) {
+        (Some(s), _) => s.clone(),
+        // `plan` makes no call, so it cannot read the route.
+        (None, "plan") => "current-stable".to_string(),
+        (None, _) => {
+            let probe = deploy::to_spec(&d, service, "current-stable").map_err(Loading::Invalid)?;
+            current_stable(cli, &probe).await.map_err(Loading::Failed)?
+        }
+    };
+    let spec = deploy::to_spec(&d, service, &stable).map_err(Loading::Invalid)?;
+    spec.check().map_err(Loading::Invalid)?;
+    validate(&spec).map_err(Loading::Invalid)?;
+    Ok(spec)
+}
+
+/// The node the route now sends the most traffic to, other than the new one.
+async fn current_stable(cli: &Cli, spec: &Spec) -> Result<String, String> {
+    let (router, rr) = appmesh(cli, spec)
+        .await
+        .map_err(|_| "not an App Mesh route".to_string())?;
+    let now = router.read(&rr).await.map_err(|e| e.to_string())?;
+    now.weights
+        .iter()
+        .filter(|(n, _)| *n != spec.route.new)
+        .max_by_key(|(_, w)| *w)
+        .map(|(n, _)| n.to_string())
+        .ok_or_else(|| format!("{rr} has no target besides {}", spec.route.new))
+}
+
+/// Parses and validates a meshkit spec; errors name the field and where it is.
+fn load_spec(text: &str, format: Format) -> Result<Spec, SpecError> {
+    let spec = spec::parse(text, format)?;
     spec.check()
         .and_then(|()| validate(&spec).map(drop))
         .map_err(|mut e| {
@@ -64,7 +119,7 @@ fn load(path: &str) -> Result<Spec, SpecError> {
                 && let Some(field) = &e.field
             {
                 let key = field.split('[').next().unwrap_or(field);
-                e.at = spec::locate(&text, key, format);
+                e.at = spec::locate(text, key, format);
             }
             e
         })?;
@@ -164,6 +219,12 @@ fn describe_check(c: &CheckSpec) -> String {
             format!("Cloud Map instance health of {}", or_blank(&c.service_id))
         }
         CheckKind::Prometheus => format!("prometheus {}", or_blank(&c.query)),
+        CheckKind::Envoy5xx => format!(
+            "CloudWatch ingress 5xx of {} over {}, at most {}",
+            c.virtual_node.clone().unwrap_or_default(),
+            or_blank(&c.window),
+            c.max.unwrap_or_default()
+        ),
     }
 }
 
@@ -187,6 +248,9 @@ fn aws_calls(spec: &Spec, rollout: &Rollout) -> Vec<String> {
     } else {
         calls.push("none to AWS: the local mesh runs inside `meshkit run`".into());
     }
+    if spec.checks.iter().any(|c| c.kind == CheckKind::Envoy5xx) {
+        calls.push("each check evaluation: GetMetricData (per page)".into());
+    }
     if spec.checks.iter().any(|c| c.kind == CheckKind::Cloudmap) {
         calls.push(
             "each check evaluation: ListInstances, GetInstancesHealthStatus (per Cloud Map check, per page)"
@@ -206,7 +270,10 @@ async fn sdk(cli: &Cli) -> SdkConfig {
 
 fn needs_aws(spec: &Spec) -> bool {
     spec.route.backend == Backend::Appmesh
-        || spec.checks.iter().any(|c| c.kind == CheckKind::Cloudmap)
+        || spec
+            .checks
+            .iter()
+            .any(|c| matches!(c.kind, CheckKind::Cloudmap | CheckKind::Envoy5xx))
 }
 
 async fn run_spec(cli: &Cli, spec: &Spec) -> u8 {

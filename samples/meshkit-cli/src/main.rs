@@ -1,10 +1,12 @@
-//! `meshkit`: plan, run and inspect rollouts from a spec file (TOML or JSON).
+//! `meshkit`: plan, run and inspect rollouts from a spec file (TOML or JSON), or from
+//! the AWS canary pipeline's `deploy.json`.
 //!
 //! Exit codes: 0 promoted (or command done), 2 invalid input, 3 rolled back, 4 stopped
 //! with an error, 130 interrupted.
 
 mod build;
 mod commands;
+mod deploy;
 mod spec;
 
 use std::process::ExitCode;
@@ -22,6 +24,14 @@ pub struct Cli {
     /// One JSON object per line instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// deploy.json only: the service (`<svc>`), when the file has no
+    /// `MicroserviceName`.
+    #[arg(long, global = true)]
+    pub service: Option<String>,
+    /// deploy.json only: the stable node. Default: the node the route now sends the
+    /// most traffic to (read from App Mesh).
+    #[arg(long, global = true)]
+    pub stable: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -103,6 +103,10 @@ pub enum CheckKind {
     Cloudmap,
     /// A PromQL `query` against `url`, in `min`..=`max`.
     Prometheus,
+    /// The AWS canary pipeline's check: the new node's ingress 5xx count in CloudWatch
+    /// over `window`, at most `max` (`cluster`, `task_family`, `virtual_node`).
+    #[serde(rename = "envoy-5xx")]
+    Envoy5xx,
 }
 
 /// One health check.
@@ -130,8 +134,39 @@ pub struct CheckSpec {
     pub query: Option<String>,
     /// prometheus: the lowest healthy value.
     pub min: Option<f64>,
-    /// prometheus: the highest healthy value.
+    /// prometheus, envoy-5xx: the highest healthy value.
     pub max: Option<f64>,
+    /// envoy-5xx: the ECS cluster (`ClusterName` dimension).
+    pub cluster: Option<String>,
+    /// envoy-5xx: the task definition family (default: the new node's name).
+    pub task_family: Option<String>,
+    /// envoy-5xx: the virtual node (default: the new node).
+    pub virtual_node: Option<String>,
+    /// envoy-5xx: how far back to count.
+    pub window: Option<String>,
+}
+
+impl CheckSpec {
+    /// A check of `kind` with every field unset.
+    pub fn empty(kind: CheckKind) -> Self {
+        Self {
+            kind,
+            url: None,
+            requests: None,
+            min_success: None,
+            service_id: None,
+            attributes: BTreeMap::new(),
+            min_healthy: None,
+            min_instances: None,
+            query: None,
+            min: None,
+            max: None,
+            cluster: None,
+            task_family: None,
+            virtual_node: None,
+            window: None,
+        }
+    }
 }
 
 impl Spec {
@@ -188,6 +223,10 @@ impl Spec {
                 ("query", c.query.is_some()),
                 ("min", c.min.is_some()),
                 ("max", c.max.is_some()),
+                ("cluster", c.cluster.is_some()),
+                ("task_family", c.task_family.is_some()),
+                ("virtual_node", c.virtual_node.is_some()),
+                ("window", c.window.is_some()),
             ];
             let (need, allowed): (&[&str], &[&str]) = match c.kind {
                 CheckKind::Http => (&["url"], &["url", "requests", "min_success"]),
@@ -196,6 +235,10 @@ impl Spec {
                     &["service_id", "attributes", "min_healthy", "min_instances"],
                 ),
                 CheckKind::Prometheus => (&["url", "query"], &["url", "query", "min", "max"]),
+                CheckKind::Envoy5xx => (
+                    &["cluster", "window", "max"],
+                    &["cluster", "task_family", "virtual_node", "window", "max"],
+                ),
             };
             split_fields(
                 &format!("checks[{i}]"),

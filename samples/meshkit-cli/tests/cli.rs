@@ -1,44 +1,16 @@
 //! The `meshkit` binary run as a user would: spawned, against the moto emulator and
 //! the local backend. Real time (the emulator is a real process).
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{meshkit, temp_dir, text};
 use meshkit_testing::gopher::{self, MESH, ROUTE, ROUTER, V1, V2};
 use meshkit_testing::{CallCounter, MotoServer};
-
-fn meshkit(endpoint: Option<&str>, dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_meshkit"));
-    c.env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", dir.join("no-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-credentials"))
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL");
-    if let Some(url) = endpoint {
-        c.arg("--endpoint-url").arg(url);
-    }
-    c
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("meshkit-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn spec_file(dir: &Path, name: &str, body: &str) -> PathBuf {
     let p = dir.join(name);
