@@ -10,7 +10,8 @@
 //!   (header line + segment document) so tests can assert on real segments.
 //! - [`MotoServer`] and [`CallCounter`]: the moto AWS emulator on a free port, and a
 //!   count of the AWS calls a client makes; [`gopher`] builds the gopher sample's App
-//!   Mesh and Cloud Map resources on it.
+//!   Mesh and Cloud Map resources on it, and [`cloudwatch`] puts the metric the
+//!   canary pipeline's 5xx check reads.
 //!
 //! The fakes use `tokio::time`, so tests run with paused time (the emulator is a real
 //! process: tests against it run on real time).
