@@ -363,12 +363,38 @@ async fn run_spec(cli: &Cli, spec: &Spec) -> u8 {
     });
     let result = rollout.run().await;
     let _ = printer.await;
-    let code = match &result {
-        Ok(Outcome::Promoted { .. }) => 0,
-        Ok(Outcome::RolledBack { .. }) if interrupted.load(Ordering::SeqCst) => INTERRUPTED,
-        Ok(Outcome::RolledBack { .. }) => ROLLED_BACK,
-        Err(_) => FAILED,
+    // `meshkit promote` / `meshkit rollback` from another shell are manual gates: the
+    // run sees another writer and stops without touching the route; say which gate.
+    let manual = match &result {
+        Err(meshkit::RolloutError::ConcurrentWriter { found, .. }) => {
+            if found.is_all_on(new) {
+                Some(("promoted by hand", 0))
+            } else if found.is_all_on(stable) {
+                Some(("rolled back by hand", ROLLED_BACK))
+            } else {
+                None
+            }
+        }
+        _ => None,
     };
+    let code = match (&result, manual) {
+        (_, Some((_, code))) => code,
+        (Ok(Outcome::Promoted { .. }), _) => 0,
+        (Ok(Outcome::RolledBack { .. }), _) if interrupted.load(Ordering::SeqCst) => INTERRUPTED,
+        (Ok(Outcome::RolledBack { .. }), _) => ROLLED_BACK,
+        (Err(_), _) => FAILED,
+    };
+    if let (Some((what, _)), Err(e)) = (manual, &result) {
+        if json {
+            println!(
+                "{}",
+                json!({"outcome": what.replace(' ', "_"), "detail": e.to_string(), "exit": code})
+            );
+        } else {
+            println!("{what}: {e}");
+        }
+        return code;
+    }
     match &result {
         Ok(o) if json => println!(
             "{}",

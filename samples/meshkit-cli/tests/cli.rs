@@ -331,3 +331,39 @@ fn run_on_the_local_backend_promotes() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_from_another_shell_is_a_manual_gate_for_a_running_rollout() {
+    let moto = gopher::moto();
+    let dir = temp_dir("gate");
+    let spec = gopher_setup(&moto, &dir).await;
+    let slow = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("\"200ms\"", "\"2s\"");
+    std::fs::write(&spec, slow).unwrap();
+    let mut run = meshkit(Some(moto.endpoint()), &dir)
+        .args(["run", "--json"])
+        .arg(&spec)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = run.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    assert!(lines.any(|l| l.contains("\"event\":\"WeightsWritten\"")));
+    let out = meshkit(Some(moto.endpoint()), &dir)
+        .arg("promote")
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // The run notices at its next step's read, when the 2 s bake ends.
+    let last = lines.last().unwrap_or_default();
+    assert_eq!(run.wait().unwrap().code(), Some(0), "{last}");
+    assert!(last.contains("\"outcome\":\"promoted_by_hand\""), "{last}");
+    assert_eq!(
+        status(moto.endpoint(), &dir, &spec),
+        "distributorV1=0 distributorV2=100"
+    );
+}
