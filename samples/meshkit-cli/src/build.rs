@@ -6,11 +6,13 @@ use std::time::Duration;
 use meshkit::ConfigError;
 use meshkit::RolloutBuilder;
 use meshkit::health::{
-    CloudMapHealth, CloudWatchMetric, HealthCheck, HttpCheck, PrometheusQuery, Verdict, from_fn,
+    CloudMapHealth, CloudWatchMetric, HealthCheck, HttpCheck, LatencyP99, PrometheusQuery,
+    SuccessRate, Verdict, from_fn, only_with_traffic,
 };
 use meshkit::sdk::SdkConfig;
 use meshkit::strategy::{BlueGreen, Canary, CanaryBlueGreen, Linear};
 use meshkit::traffic::appmesh::AppMeshRoute;
+use meshkit::traffic::local::LocalMetrics;
 
 use crate::spec::{Backend, CheckKind, Spec, SpecError, StrategyKind, duration};
 
@@ -159,6 +161,7 @@ pub fn policy(mut b: RolloutBuilder, spec: &Spec) -> Result<RolloutBuilder, Spec
 pub fn checks(
     spec: &Spec,
     sdk: Option<&SdkConfig>,
+    metrics: Option<&LocalMetrics>,
 ) -> Result<Vec<Box<dyn HealthCheck>>, SpecError> {
     let mut out: Vec<Box<dyn HealthCheck>> = Vec::new();
     for (i, c) in spec.checks.iter().enumerate() {
@@ -226,6 +229,40 @@ pub fn checks(
                 .window(window)
                 .max(c.max.unwrap_or_default());
                 out.push(Box::new(check.build().map_err(cfg)?));
+            }
+            CheckKind::SuccessRate | CheckKind::LatencyP99 => {
+                let Some(metrics) = metrics else {
+                    let name = format!("{:?} of the new version", c.kind);
+                    out.push(Box::new(from_fn(name, |_| async {
+                        Verdict::inconclusive("not run: validation only")
+                    })));
+                    continue;
+                };
+                let window = match &c.window {
+                    Some(w) => duration(&format!("checks[{i}].window"), w)?,
+                    None => Duration::from_secs(30),
+                };
+                let min_requests = c.min_requests.unwrap_or(10);
+                // No traffic on the new version yet (a pre-check) is not a failure.
+                if c.kind == CheckKind::SuccessRate {
+                    let check = SuccessRate::new(metrics.clone(), c.min.unwrap_or(1.0))
+                        .window(window)
+                        .min_requests(min_requests)
+                        .build()
+                        .map_err(cfg)?;
+                    out.push(Box::new(only_with_traffic(check)));
+                } else {
+                    let max = duration(
+                        &format!("checks[{i}].max_latency"),
+                        c.max_latency.as_deref().unwrap_or_default(),
+                    )?;
+                    let check = LatencyP99::new(metrics.clone(), max)
+                        .window(window)
+                        .min_requests(min_requests)
+                        .build()
+                        .map_err(cfg)?;
+                    out.push(Box::new(only_with_traffic(check)));
+                }
             }
             CheckKind::Prometheus => {
                 let range = c.min.unwrap_or(f64::NEG_INFINITY)..=c.max.unwrap_or(f64::INFINITY);

@@ -129,7 +129,7 @@ fn load_spec(text: &str, format: Format) -> Result<Spec, SpecError> {
 /// Everything the rollout builder checks, with no backend call.
 fn validate(spec: &Spec) -> Result<Rollout, SpecError> {
     build::local_addrs(spec)?;
-    let checks = build::checks(spec, None)?;
+    let checks = build::checks(spec, None, None)?;
     let b = rollout_builder(spec, NullRouter, checks)?;
     b.build().map_err(build::config_error)
 }
@@ -219,6 +219,14 @@ fn describe_check(c: &CheckSpec) -> String {
             format!("Cloud Map instance health of {}", or_blank(&c.service_id))
         }
         CheckKind::Prometheus => format!("prometheus {}", or_blank(&c.query)),
+        CheckKind::SuccessRate => format!(
+            "success rate of the new version at least {}",
+            c.min.unwrap_or(1.0)
+        ),
+        CheckKind::LatencyP99 => format!(
+            "p99 of the new version at most {}",
+            or_blank(&c.max_latency)
+        ),
         CheckKind::Envoy5xx => format!(
             "CloudWatch ingress 5xx of {} over {}, at most {}",
             c.virtual_node.clone().unwrap_or_default(),
@@ -282,13 +290,6 @@ async fn run_spec(cli: &Cli, spec: &Spec) -> u8 {
     } else {
         None
     };
-    let checks = match build::checks(spec, sdk.as_ref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("meshkit: invalid spec: {e}");
-            return INVALID;
-        }
-    };
     let (stable, new) = build::versions(spec);
     let mut _mesh = None;
     let router: Arc<dyn TrafficRouter> = match (spec.route.backend, &sdk) {
@@ -328,6 +329,14 @@ async fn run_spec(cli: &Cli, spec: &Spec) -> u8 {
                     return FAILED;
                 }
             }
+        }
+    };
+    let metrics = _mesh.as_ref().map(|m: &LocalMesh| m.metrics("local"));
+    let checks = match build::checks(spec, sdk.as_ref(), metrics.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("meshkit: invalid spec: {e}");
+            return INVALID;
         }
     };
     let rollout = match rollout_builder(spec, router, checks)

@@ -107,6 +107,12 @@ pub enum CheckKind {
     /// over `window`, at most `max` (`cluster`, `task_family`, `virtual_node`).
     #[serde(rename = "envoy-5xx")]
     Envoy5xx,
+    /// Local backend: the new version's success rate through the mesh, at least `min`
+    /// (0-1) over `window`, with `min_requests`.
+    SuccessRate,
+    /// Local backend: the new version's p99 latency through the mesh, at most
+    /// `max_latency` over `window`, with `min_requests`.
+    LatencyP99,
 }
 
 /// One health check.
@@ -142,8 +148,12 @@ pub struct CheckSpec {
     pub task_family: Option<String>,
     /// envoy-5xx: the virtual node (default: the new node).
     pub virtual_node: Option<String>,
-    /// envoy-5xx: how far back to count.
+    /// envoy-5xx: how far back to count; success-rate, latency-p99: the window.
     pub window: Option<String>,
+    /// success-rate, latency-p99: fewer requests in the window is inconclusive.
+    pub min_requests: Option<u64>,
+    /// latency-p99: the highest healthy p99, e.g. `250ms`.
+    pub max_latency: Option<String>,
 }
 
 impl CheckSpec {
@@ -165,6 +175,8 @@ impl CheckSpec {
             task_family: None,
             virtual_node: None,
             window: None,
+            min_requests: None,
+            max_latency: None,
         }
     }
 }
@@ -227,6 +239,8 @@ impl Spec {
                 ("task_family", c.task_family.is_some()),
                 ("virtual_node", c.virtual_node.is_some()),
                 ("window", c.window.is_some()),
+                ("min_requests", c.min_requests.is_some()),
+                ("max_latency", c.max_latency.is_some()),
             ];
             let (need, allowed): (&[&str], &[&str]) = match c.kind {
                 CheckKind::Http => (&["url"], &["url", "requests", "min_success"]),
@@ -239,6 +253,10 @@ impl Spec {
                     &["cluster", "window", "max"],
                     &["cluster", "task_family", "virtual_node", "window", "max"],
                 ),
+                CheckKind::SuccessRate => (&["min"], &["min", "window", "min_requests"]),
+                CheckKind::LatencyP99 => {
+                    (&["max_latency"], &["max_latency", "window", "min_requests"])
+                }
             };
             split_fields(
                 &format!("checks[{i}]"),
@@ -247,6 +265,16 @@ impl Spec {
                 need,
                 allowed,
             )?;
+            let metric = matches!(c.kind, CheckKind::SuccessRate | CheckKind::LatencyP99);
+            if metric && self.route.backend != Backend::Local {
+                return Err(SpecError {
+                    field: Some(format!("checks[{i}].kind")),
+                    at: None,
+                    message: "success-rate and latency-p99 read the local mesh's metrics; \
+                              on App Mesh use prometheus or envoy-5xx"
+                        .into(),
+                });
+            }
         }
         Ok(())
     }

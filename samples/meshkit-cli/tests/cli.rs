@@ -309,16 +309,45 @@ fn run_on_the_local_backend_promotes() {
         &format!(
             r#"{{"route": {{"backend": "local", "listen": "{listen}", "stable": "blue",
                 "stable_addr": "{blue}", "new": "green", "new_addr": "{green}"}},
-               "strategy": {{"kind": "linear", "step": 50, "wait": "200ms"}},
-               "checks": [{{"kind": "http", "url": "http://{green}/", "requests": 3}}],
-               "policy": {{"check_interval": "50ms"}}}}"#
+               "strategy": {{"kind": "linear", "step": 50, "wait": "1s"}},
+               "checks": [{{"kind": "http", "url": "http://{green}/", "requests": 3}},
+                          {{"kind": "success-rate", "min": 0.99, "window": "2s", "min_requests": 3}},
+                          {{"kind": "latency-p99", "max_latency": "500ms", "window": "2s", "min_requests": 3}}],
+               "policy": {{"check_interval": "250ms"}}}}"#
         ),
     );
+    let plan = meshkit(None, &dir).arg("plan").arg(&spec).output().unwrap();
+    let planned = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        planned.contains("success rate of the new version at least 0.99"),
+        "{planned}"
+    );
+    assert!(
+        planned.contains("p99 of the new version at most 500ms"),
+        "{planned}"
+    );
+    // Users' traffic through the gateway while the rollout runs, for the metric checks.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let users = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(mut s) = std::net::TcpStream::connect(listen) {
+                    let _ = s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+                    let _ = s.read_to_end(&mut Vec::new());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
     let out = meshkit(None, &dir)
         .args(["run", "--json"])
         .arg(&spec)
         .output()
         .unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    users.join().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
