@@ -78,8 +78,13 @@ impl Tracing {
         let client = XrayDaemonClient::new(cfg.daemon)?;
         let translator = SegmentTranslator::new().with_indexed_attr("meshkit.version".to_owned());
         let exporter = XrayExporter::new(client).with_translator(translator);
+        // A short queue: at the X-Ray default rate (5% of a busy service) a 2048-span
+        // queue stays full between exports and holds megabytes; spans beyond the queue
+        // are dropped (and counted by the SDK), never blocking a request.
         let batch = BatchConfigBuilder::default()
             .with_scheduled_delay(cfg.batch_delay)
+            .with_max_queue_size(256)
+            .with_max_export_batch_size(64)
             .build();
         let processor = BatchSpanProcessor::builder(exporter)
             .with_batch_config(batch)
