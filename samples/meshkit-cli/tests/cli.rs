@@ -178,23 +178,28 @@ fn wait_for_event(child: &mut Child, event: &str) -> bool {
     found
 }
 
+/// `meshkit run --json` on `spec` with each step baking `bake`, its stdout piped.
+fn spawn_run(moto: &MotoServer, dir: &Path, spec: &Path, bake: &str) -> Child {
+    let slow = std::fs::read_to_string(spec)
+        .unwrap()
+        .replace("\"200ms\"", &format!("\"{bake}\""));
+    std::fs::write(spec, slow).unwrap();
+    meshkit(Some(moto.endpoint()), dir)
+        .args(["run", "--json"])
+        .arg(spec)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_without_a_terminal_rolls_back_and_exits_130() {
     let moto = gopher::moto();
     let dir = temp_dir("sigint");
     let spec = gopher_setup(&moto, &dir).await;
-    let slow = std::fs::read_to_string(&spec)
-        .unwrap()
-        .replace("\"200ms\"", "\"30s\"");
-    std::fs::write(&spec, slow).unwrap();
-    let mut child = meshkit(Some(moto.endpoint()), &dir)
-        .args(["run", "--json"])
-        .arg(&spec)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&moto, &dir, &spec, "30s");
     assert!(wait_for_event(&mut child, "WeightsWritten"));
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -366,18 +371,7 @@ async fn promote_from_another_shell_is_a_manual_gate_for_a_running_rollout() {
     let moto = gopher::moto();
     let dir = temp_dir("gate");
     let spec = gopher_setup(&moto, &dir).await;
-    let slow = std::fs::read_to_string(&spec)
-        .unwrap()
-        .replace("\"200ms\"", "\"2s\"");
-    std::fs::write(&spec, slow).unwrap();
-    let mut run = meshkit(Some(moto.endpoint()), &dir)
-        .args(["run", "--json"])
-        .arg(&spec)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut run = spawn_run(&moto, &dir, &spec, "2s");
     let stdout = run.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
     assert!(lines.any(|l| l.contains("\"event\":\"WeightsWritten\"")));
