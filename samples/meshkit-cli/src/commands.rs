@@ -291,7 +291,7 @@ async fn run_spec(cli: &Cli, spec: &Spec) -> u8 {
         None
     };
     let (stable, new) = build::versions(spec);
-    let mut _mesh = None;
+    let mut local_mesh = None;
     let router: Arc<dyn TrafficRouter> = match (spec.route.backend, &sdk) {
         (Backend::Appmesh, Some(sdk)) => {
             let router = AppMeshRouter::new(meshkit::sdk::appmesh::Client::new(sdk));
@@ -321,7 +321,7 @@ async fn run_spec(cli: &Cli, spec: &Spec) -> u8 {
                         "meshkit: local mesh gateway on http://{}/",
                         mesh.gateway_addr()
                     );
-                    _mesh = Some(mesh);
+                    local_mesh = Some(mesh);
                     router
                 }
                 Err(e) => {
@@ -331,7 +331,7 @@ async fn run_spec(cli: &Cli, spec: &Spec) -> u8 {
             }
         }
     };
-    let metrics = _mesh.as_ref().map(|m: &LocalMesh| m.metrics("local"));
+    let metrics = local_mesh.as_ref().map(|m: &LocalMesh| m.metrics("local"));
     let checks = match build::checks(spec, sdk.as_ref(), metrics.as_ref()) {
         Ok(c) => c,
         Err(e) => {
