@@ -78,7 +78,7 @@ async fn canary_from_v1_to_v2_is_promoted_with_two_calls_per_step() {
     assert_eq!(pre.kind, RouteKind::Http);
 
     // AWS calls (App Mesh only; Cloud Map has its own client) seen at each stage's
-    // first evaluation.
+    // last evaluation (the first one can be the check round before the shift).
     let seen: Arc<Mutex<BTreeMap<usize, usize>>> = Arc::default();
     let probe = {
         let (seen, counter) = (seen.clone(), counter.clone());
@@ -87,8 +87,7 @@ async fn canary_from_v1_to_v2_is_promoted_with_two_calls_per_step() {
             async move {
                 seen.lock()
                     .unwrap()
-                    .entry(ctx.stage)
-                    .or_insert(counter.calls().len());
+                    .insert(ctx.stage, counter.calls().len());
                 Verdict::Healthy
             }
         })
@@ -172,10 +171,12 @@ async fn an_external_update_route_mid_rollout_is_detected_and_left_alone() {
     gopher::build(&client, gopher::http_route(100, 0)).await;
     let intruder = client.clone();
     let done = Arc::new(Mutex::new(false));
-    let meddle = from_fn("someone else", move |_ctx| {
+    let meddle = from_fn("someone else", move |ctx| {
         let (intruder, done) = (intruder.clone(), done.clone());
+        // Mid rollout: after the first shift, not in the check round before it.
+        let shifted = ctx.weights.percent(V2) > 0;
         async move {
-            if !std::mem::replace(&mut *done.lock().unwrap(), true) {
+            if shifted && !std::mem::replace(&mut *done.lock().unwrap(), true) {
                 intruder
                     .update_route()
                     .mesh_name(MESH)

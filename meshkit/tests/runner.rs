@@ -183,7 +183,8 @@ async fn inconclusive_never_promotes_and_fails_after_its_limit() {
         ),
         "{outcome}"
     );
-    assert_eq!(check.calls(), 3);
+    // The round before the first shift is inconclusive too but does not count.
+    assert_eq!(check.calls(), 4);
 
     // With Wait, inconclusive holds the stage until the deadline rolls it back.
     let r = router();
@@ -213,9 +214,9 @@ async fn inconclusive_never_promotes_and_fails_after_its_limit() {
 #[tokio::test(start_paused = true)]
 async fn a_failing_check_holds_the_stage_until_healthy() {
     let r = router();
-    // Step 0: healthy x5, then unhealthy at the 60 s mark (threshold 2 not reached),
-    // then healthy: the stage passes 10 s late.
-    let mut script = vec![Verdict::Healthy; 5];
+    // Before the shift: healthy. Step 0: healthy x5, then unhealthy at the 60 s mark
+    // (threshold 2 not reached), then healthy: the stage passes 10 s late.
+    let mut script = vec![Verdict::Healthy; 6];
     script.push(Verdict::unhealthy("blip"));
     script.push(Verdict::Healthy);
     let check = ScriptedHealthCheck::new(script);
@@ -272,9 +273,10 @@ async fn promote_now_skips_to_the_cutover_and_keeps_its_bake() {
         matches!(outcome, Outcome::Promoted { manual: true, .. }),
         "{outcome}"
     );
-    assert_eq!(r.writes(ROUTE), vec![split(5), split(100)]);
-    // The 100% step still baked (6 evaluations).
-    assert_eq!(check.contexts().iter().filter(|c| c.stage == 3).count(), 6);
+    // Taken in the check round before the first shift: no canary step was written.
+    assert_eq!(r.writes(ROUTE), vec![split(100)]);
+    // The cutover was checked first (no healthy verdict yet) and still baked (6).
+    assert_eq!(check.contexts().iter().filter(|c| c.stage == 3).count(), 7);
 }
 
 #[tokio::test(start_paused = true)]
@@ -526,8 +528,8 @@ async fn events_tell_the_whole_story_in_order() {
     assert_eq!(
         kinds,
         [
-            "started", "stage", "written", "verdict", "stage", "written", "verdict", "stage",
-            "done"
+            "started", "stage", "verdict", "written", "verdict", "stage", "written", "verdict",
+            "stage", "done"
         ]
     );
 }
@@ -598,4 +600,63 @@ async fn a_canary_pre_check_rolls_back_before_any_user_traffic() {
     let writes = r.writes(ROUTE);
     assert!(writes.iter().all(|w| w.percent("v2") == 0), "{writes:?}");
     assert!(check.contexts().iter().all(|c| c.weights == split(0)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_check_round_before_the_first_shift_keeps_a_bad_version_from_all_traffic() {
+    let r = router();
+    let check = ScriptedHealthCheck::fail_after(0, "probe: 2/5 succeeded");
+    let outcome = canary(&r, check.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let Outcome::RolledBack {
+        stage: Some(0),
+        elapsed,
+        ..
+    } = outcome
+    else {
+        panic!("{outcome}")
+    };
+    assert_eq!(elapsed, Duration::ZERO, "no waiting for a check interval");
+    let writes = r.writes(ROUTE);
+    assert!(writes.iter().all(|w| w.percent("v2") == 0), "{writes:?}");
+    assert_eq!(check.contexts().len(), 1);
+    assert_eq!(check.contexts()[0].weights, split(0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fresh_healthy_verdict_covers_the_next_shift() {
+    let r = router();
+    let check = ScriptedHealthCheck::healthy();
+    let outcome = canary(&r, check.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(outcome.is_promoted(), "{outcome}");
+    // One round before the first shift, then 6 per 60 s bake at 10 s: none extra
+    // between steps, since each bake ends on a healthy verdict.
+    assert_eq!(check.calls(), 1 + 4 * 6);
+    let first = &check.contexts()[0];
+    assert_eq!((first.stage, &first.weights), (0, &split(0)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_check_round_before_a_shift_can_be_turned_off() {
+    let r = router();
+    let check = ScriptedHealthCheck::fail_after(0, "bad");
+    let outcome = canary(&r, check.clone())
+        .check_before_shift(false)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(!outcome.is_promoted(), "{outcome}");
+    assert_eq!(r.writes(ROUTE), vec![split(5), split(0)]);
+    assert!(check.contexts().iter().all(|c| c.weights == split(5)));
 }

@@ -46,13 +46,14 @@ async fn rollout_and_stage_spans_are_exported_with_parent_links() {
         matches!(stages[1].status, Status::Error { .. }),
         "failed stage is an error"
     );
-    assert!(
+    // The check round before the first shift, then six during the bake.
+    assert_eq!(
         stages[0]
             .events
             .iter()
             .filter(|e| e.name == "verdict")
-            .count()
-            == 6
+            .count(),
+        7
     );
     let attr = |k: &str| {
         rollout

@@ -250,6 +250,16 @@ impl RolloutBuilder {
         /// Default: 0 (retire at once). Without a fleet the window still watches.
         rollback_window: Duration
     );
+    policy_setter!(
+        /// Run one round of the checks just before a shift that raises the new
+        /// version's share, unless a healthy verdict is less than one check interval
+        /// old. An unhealthy verdict there counts like any other (see
+        /// [`failure_threshold`](Self::failure_threshold)) and the shift waits; an
+        /// inconclusive one (no traffic yet) does not hold the shift. This is what keeps
+        /// a new version that fails its direct probe from receiving any user traffic.
+        /// Default: true.
+        check_before_shift: bool
+    );
 
     /// Validates and builds. Makes no call to any backend.
     pub fn build(self) -> Result<Rollout, ConfigError> {

@@ -70,6 +70,7 @@ pub struct Policy {
     pub(crate) ready_timeout: Duration,
     pub(crate) resume: bool,
     pub(crate) rollback_window: Duration,
+    pub(crate) check_before_shift: bool,
 }
 
 impl Default for Policy {
@@ -86,6 +87,7 @@ impl Default for Policy {
             ready_timeout: Duration::from_secs(600),
             resume: false,
             rollback_window: Duration::ZERO,
+            check_before_shift: true,
         }
     }
 }

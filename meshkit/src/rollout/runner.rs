@@ -45,6 +45,8 @@ pub(crate) struct Runner {
     pub(crate) control_open: bool,
     pub(crate) failures: u32,
     pub(crate) inconclusive: u32,
+    /// When the checks last said healthy.
+    pub(crate) last_healthy: Option<Instant>,
     pub(crate) deadline: Instant,
     pub(crate) started: Instant,
     pub(crate) span_cx: Context,
@@ -75,6 +77,7 @@ impl Runner {
             control_open: true,
             failures: 0,
             inconclusive: 0,
+            last_healthy: None,
             deadline,
             started,
             span_cx,

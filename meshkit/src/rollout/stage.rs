@@ -65,6 +65,12 @@ impl Runner {
                     Ok(t) => t,
                     Err(e) => return StageEnd::Stop(RolloutError::Config(e.into())),
                 };
+                if self.gate_needed(writer, new_percent) {
+                    match self.watch(writer, index, Duration::ZERO, span, true).await {
+                        StageEnd::Passed => {}
+                        end => return end,
+                    }
+                }
                 let token = format!("{}-{index}", self.cfg.id);
                 let budget = self.write_budget();
                 match writer.apply(&target, &token, budget, &self.emit).await {
@@ -130,6 +136,15 @@ impl Runner {
         }
     }
 
+    /// Whether a shift to `new_percent` must pass a round of checks first: it raises
+    /// the new version's share and no fresh healthy verdict covers it.
+    fn gate_needed(&self, writer: &Writer, new_percent: u8) -> bool {
+        let interval = self.cfg.policy.check_interval;
+        self.cfg.policy.check_before_shift
+            && new_percent > writer.known().percent(&self.cfg.candidate)
+            && self.last_healthy.is_none_or(|t| t.elapsed() >= interval)
+    }
+
     /// Watches the checks for `bake` (not counting paused time). Passes only on a
     /// healthy verdict once the bake time is over.
     async fn bake(
@@ -138,6 +153,19 @@ impl Runner {
         index: usize,
         bake: Duration,
         span: &mut impl Span,
+    ) -> StageEnd {
+        self.watch(writer, index, bake, span, false).await
+    }
+
+    /// [`bake`](Self::bake), or with `gate` the check round before a shift: it starts
+    /// at once, and an inconclusive verdict lets the shift go ahead without counting.
+    async fn watch(
+        &mut self,
+        writer: &Writer,
+        index: usize,
+        bake: Duration,
+        span: &mut impl Span,
+        gate: bool,
     ) -> StageEnd {
         let interval = self.cfg.policy.check_interval;
         let stage_start = Instant::now();
@@ -174,6 +202,10 @@ impl Runner {
                     };
                     let verdict = self.evaluate(&ctx).await;
                     span.add_event("verdict", vec![KeyValue::new("verdict", verdict.to_string())]);
+                    if gate && matches!(verdict, Verdict::Inconclusive { .. }) {
+                        self.emit_verdict(index, &verdict);
+                        return StageEnd::Passed;
+                    }
                     if let Some(end) = self.judge(index, &verdict) {
                         return end;
                     }
@@ -206,6 +238,7 @@ impl Runner {
             Verdict::Healthy => {
                 self.failures = 0;
                 self.inconclusive = 0;
+                self.last_healthy = Some(Instant::now());
             }
             Verdict::Unhealthy { .. } => {
                 self.failures += 1;
@@ -213,12 +246,7 @@ impl Runner {
             }
             Verdict::Inconclusive { .. } => self.inconclusive += 1,
         }
-        self.emit.send(Event::Verdict {
-            stage: index,
-            verdict: verdict.clone(),
-            failures: self.failures,
-            inconclusive: self.inconclusive,
-        });
+        self.emit_verdict(index, verdict);
         if self.failures >= self.cfg.policy.failure_threshold {
             return Some(StageEnd::Failed(RollbackReason::Unhealthy(
                 verdict.reason().to_owned(),
@@ -232,5 +260,14 @@ impl Runner {
             )));
         }
         None
+    }
+
+    fn emit_verdict(&self, index: usize, verdict: &Verdict) {
+        self.emit.send(Event::Verdict {
+            stage: index,
+            verdict: verdict.clone(),
+            failures: self.failures,
+            inconclusive: self.inconclusive,
+        });
     }
 }

@@ -83,8 +83,8 @@ pub fn rollout(args: &Args, mesh: &LocalMesh, green: SocketAddr) -> Result<Rollo
     // Green probed directly (works before it has any traffic), plus what its users see.
     let probe = HttpCheck::builder(format!("http://{green}/"))
         .name("probe green")
-        .requests(5)
-        .min_success_ratio(0.8)
+        .requests(10)
+        .min_success_ratio(0.9)
         .timeout(Duration::from_millis(500))
         .build()?;
     let success = SuccessRate::new(mesh.metrics(ROUTE), 0.99)

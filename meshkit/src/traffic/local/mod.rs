@@ -29,23 +29,24 @@ mod router;
 mod stats;
 mod table;
 mod upstream;
+mod workers;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 pub use router::{LocalMetrics, LocalRouter};
 pub use stats::TargetTotals;
 
 use self::stats::TargetStats;
-use self::table::Table;
+use self::table::{Lane, Padded, Table};
 use crate::error::ConfigError;
 use crate::traffic::{MAX_TARGETS, Weights};
 
@@ -56,6 +57,9 @@ pub enum LocalMeshError {
     /// The routes are not valid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The gateway's worker threads could not be started.
+    #[error("cannot start the gateway's worker threads: {0}")]
+    Workers(#[source] std::io::Error),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -78,12 +82,33 @@ pub(crate) struct Route {
     pub(crate) prefix: String,
     pub(crate) targets: Vec<Target>,
     pub(crate) table: RwLock<Arc<Table>>,
-    pub(crate) counter: AtomicU64,
+    /// The table's revision, for the workers' lanes to notice a write.
+    pub(crate) revision: AtomicU64,
+    /// One lane per gateway worker.
+    pub(crate) lanes: Box<[Padded<Mutex<Lane>>]>,
 }
 
 impl Route {
     pub(crate) fn table(&self) -> Arc<Table> {
         self.table.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the table; requests that start after this returns use it.
+    pub(crate) fn set_table(&self, make: impl FnOnce(&Table) -> Table) -> Arc<Table> {
+        let mut slot = self.table.write().unwrap_or_else(|e| e.into_inner());
+        let table = Arc::new(make(&slot));
+        *slot = table.clone();
+        self.revision.store(table.revision, Ordering::Release);
+        table
+    }
+
+    /// The target index for the next request on `worker`'s lane.
+    pub(crate) fn pick(&self, worker: usize) -> Option<usize> {
+        let lane = &self.lanes.get(worker % self.lanes.len().max(1))?.0;
+        let revision = self.revision.load(Ordering::Acquire);
+        lane.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pick(revision, || self.table())
     }
 
     pub(crate) fn target_names(&self) -> Vec<String> {
@@ -110,7 +135,12 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn second(&self) -> u64 {
-        self.start.elapsed().as_secs()
+        self.second_at(Instant::now())
+    }
+
+    /// The second since the mesh's start that `at` falls in.
+    pub(crate) fn second_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.start).as_secs()
     }
 }
 
@@ -140,16 +170,19 @@ pub struct LocalMeshBuilder {
     gateway: SocketAddr,
     admin: SocketAddr,
     upstream_timeout: Duration,
+    workers: usize,
 }
 
 impl LocalMesh {
-    /// Starts a builder: gateway and admin on `127.0.0.1:0`, 15 s upstream timeout.
+    /// Starts a builder: gateway and admin on `127.0.0.1:0`, 15 s upstream timeout,
+    /// one gateway worker thread per core (at most 4).
     pub fn builder() -> LocalMeshBuilder {
         LocalMeshBuilder {
             routes: Vec::new(),
             gateway: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             upstream_timeout: Duration::from_secs(15),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
         }
     }
 
@@ -254,6 +287,14 @@ impl LocalMeshBuilder {
         self
     }
 
+    /// The gateway's worker threads, each with its own single-threaded tokio runtime
+    /// (a connection stays on one thread). Default: one per core, at most 4; 0 counts
+    /// as 1. The admin listener and the control plane stay on the caller's runtime.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
+    }
+
     fn routes(&self) -> Result<Vec<Arc<Route>>, ConfigError> {
         let bad = |m: String| ConfigError::Check(format!("local mesh: {m}"));
         if self.routes.is_empty() {
@@ -294,6 +335,7 @@ impl LocalMeshBuilder {
                     "route '{name}': weights name unknown target '{t}'"
                 )));
             }
+            let table = Arc::new(Table::new(weights, &names, 1));
             out.push(Arc::new(Route {
                 name: name.clone(),
                 prefix: prefix.clone(),
@@ -302,11 +344,14 @@ impl LocalMeshBuilder {
                     .map(|(n, a)| Target {
                         name: n.clone(),
                         addr: *a,
-                        stats: TargetStats::default(),
+                        stats: TargetStats::new(self.workers),
                     })
                     .collect(),
-                table: RwLock::new(Arc::new(Table::new(weights, &names, 1))),
-                counter: AtomicU64::new(0),
+                table: RwLock::new(table.clone()),
+                revision: AtomicU64::new(table.revision),
+                lanes: (0..self.workers)
+                    .map(|_| Padded(Lane::new(table.clone())))
+                    .collect(),
             }));
         }
         out.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
@@ -337,12 +382,10 @@ impl LocalMeshBuilder {
             upstream_timeout: self.upstream_timeout,
         });
         let (stop, stopped) = watch::channel(false);
+        let workers =
+            workers::start(self.workers, &shared, &stopped).map_err(LocalMeshError::Workers)?;
         let tasks = vec![
-            tokio::spawn(proxy::serve_gateway(
-                gateway,
-                shared.clone(),
-                stopped.clone(),
-            )),
+            tokio::spawn(workers::accept(gateway, workers, stopped.clone())),
             tokio::spawn(admin::serve_admin(admin, shared.clone(), stopped)),
         ];
         tracing::info!(%gateway_addr, %admin_addr, "local mesh started");

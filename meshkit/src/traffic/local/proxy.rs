@@ -3,44 +3,85 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Request, Response, StatusCode, Uri};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use super::upstream::ConnPool;
 use super::{Route, Shared};
 
-pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
+/// A proxied upstream body, or one the mesh made itself. An enum rather than a boxed
+/// body: no allocation per response.
+pub(crate) type Body = Either<Incoming, Full<Bytes>>;
 
 pub(crate) fn full(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,
 ) -> Response<Body> {
-    let mut r = Response::new(
-        Full::new(body.into())
-            .map_err(|never: Infallible| match never {})
-            .boxed(),
-    );
+    let mut r = Response::new(Either::Right(Full::new(body.into())));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         http::HeaderValue::from_static(content_type),
     );
     r
+}
+
+/// Serves HTTP/1 connections and drains them on shutdown.
+pub(crate) struct ConnServer {
+    builder: http1::Builder,
+    graceful: GracefulShutdown,
+}
+
+impl ConnServer {
+    pub(crate) fn new() -> Self {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .max_buf_size(64 * 1024);
+        Self {
+            builder,
+            graceful: GracefulShutdown::new(),
+        }
+    }
+
+    /// Serves one connection on a task of the current runtime.
+    pub(crate) fn serve<H, F>(&self, stream: TcpStream, handler: H)
+    where
+        H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+        F: Future<Output = Response<Body>> + Send + 'static,
+    {
+        let svc = service_fn(move |req| {
+            let response = handler(req);
+            async move { Ok::<_, Infallible>(response.await) }
+        });
+        let conn = self
+            .graceful
+            .watch(self.builder.serve_connection(TokioIo::new(stream), svc));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "local mesh connection error");
+            }
+        });
+    }
+
+    /// Asks every connection to close after its current request, and waits for that
+    /// for at most `limit`.
+    pub(crate) async fn drain(self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.graceful.shutdown()).await;
+    }
 }
 
 /// Serves until `stopped` turns true, then drains connections (10 s at most). Each
@@ -54,12 +95,7 @@ pub(crate) async fn serve<M, H, F>(
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
-        .max_buf_size(64 * 1024);
-    let graceful = GracefulShutdown::new();
+    let server = ConnServer::new();
     let stop = async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
@@ -77,71 +113,84 @@ pub(crate) async fn serve<M, H, F>(
             () = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
-        let h = make_handler();
-        let svc = service_fn(move |req| {
-            let response = h(req);
-            async move { Ok::<_, Infallible>(response.await) }
-        });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "local mesh connection error");
-            }
-        });
+        server.serve(stream, make_handler());
     }
     drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    server.drain(Duration::from_secs(10)).await;
 }
 
-pub(crate) async fn serve_gateway(
-    listener: TcpListener,
+/// One downstream gateway connection's state: its upstream connections.
+pub(crate) struct Downstream {
     shared: Arc<Shared>,
-    stopped: watch::Receiver<bool>,
-) {
-    serve(listener, stopped, move || {
-        let shared = shared.clone();
-        let pool = Arc::new(ConnPool::new());
-        move |req| {
-            let (shared, pool) = (shared.clone(), pool.clone());
-            async move { forward(&shared, &pool, req).await }
-        }
-    })
-    .await;
+    pool: ConnPool,
+    worker: usize,
 }
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-fn strip_hop_by_hop(h: &mut HeaderMap) {
-    for name in HOP_BY_HOP {
-        h.remove(HeaderName::from_static(name));
+impl Downstream {
+    /// A connection served by worker `worker`.
+    pub(crate) fn new(shared: Arc<Shared>, worker: usize) -> Arc<Self> {
+        Arc::new(Self {
+            shared,
+            pool: ConnPool::new(),
+            worker,
+        })
     }
 }
 
-/// The upstream path: the matched prefix rewritten to `/`.
-fn upstream_path(route: &Route, uri: &Uri) -> String {
+/// Forwards one request of `conn` (owned, so the future is `'static`).
+pub(crate) async fn handle(conn: Arc<Downstream>, req: Request<Incoming>) -> Response<Body> {
+    forward(&conn.shared, &conn.pool, conn.worker, req).await
+}
+
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers. One pass over the (usually few) headers first: most
+/// messages have none, and then nothing is looked up.
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if !h.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
+    for name in &HOP_BY_HOP {
+        h.remove(name);
+    }
+}
+
+/// The upstream URI: the matched prefix rewritten to `/`, in origin form. `None` when
+/// the result is not a valid URI.
+fn upstream_uri(route: &Route, uri: Uri) -> Option<Uri> {
     let path = uri.path();
+    let origin_form = uri.scheme().is_none() && path.starts_with('/') && !path.starts_with("//");
+    if route.prefix == "/" && origin_form {
+        return Some(uri); // already origin form with nothing to rewrite
+    }
     let rest = if route.prefix == "/" {
         path
     } else {
         path.strip_prefix(route.prefix.as_str()).unwrap_or(path)
     };
     let rest = rest.trim_start_matches('/');
-    match uri.query() {
+    let rewritten = match uri.query() {
         Some(q) => format!("/{rest}?{q}"),
         None => format!("/{rest}"),
-    }
+    };
+    rewritten.parse().ok()
 }
 
-async fn forward(shared: &Shared, pool: &ConnPool, req: Request<Incoming>) -> Response<Body> {
+async fn forward(
+    shared: &Shared,
+    pool: &ConnPool,
+    worker: usize,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let Some(route) = shared.routes.iter().find(|r| r.matches(req.uri().path())) else {
         return full(
             StatusCode::NOT_FOUND,
@@ -149,10 +198,8 @@ async fn forward(shared: &Shared, pool: &ConnPool, req: Request<Incoming>) -> Re
             r#"{"message":"error","error":"no route for this path"}"#,
         );
     };
-    let table = route.table();
-    let n = route.counter.fetch_add(1, Ordering::Relaxed);
-    let Some((index, target)) = table
-        .pick(n)
+    let Some((index, target)) = route
+        .pick(worker)
         .and_then(|i| route.targets.get(i).map(|t| (i, t)))
     else {
         return full(
@@ -162,8 +209,7 @@ async fn forward(shared: &Shared, pool: &ConnPool, req: Request<Incoming>) -> Re
         );
     };
     let (mut parts, body) = req.into_parts();
-    let path = upstream_path(route, &parts.uri);
-    let Ok(uri) = path.parse::<Uri>() else {
+    let Some(uri) = upstream_uri(route, std::mem::take(&mut parts.uri)) else {
         return full(
             StatusCode::BAD_REQUEST,
             "application/json",
@@ -175,21 +221,28 @@ async fn forward(shared: &Shared, pool: &ConnPool, req: Request<Incoming>) -> Re
     let started = Instant::now();
     let result = tokio::time::timeout(
         shared.upstream_timeout,
-        pool.send(index, target.addr, Request::from_parts(parts, body)),
+        pool.send(
+            index,
+            target.addr,
+            Request::from_parts(parts, body),
+            started,
+        ),
     )
     .await;
-    let second = shared.second();
+    let done = Instant::now();
+    let second = shared.second_at(done);
+    let took = done.saturating_duration_since(started);
     match result {
         Ok(Ok(resp)) => {
             target
                 .stats
-                .record(second, Some(resp.status().as_u16()), started.elapsed());
+                .record(worker, second, Some(resp.status().as_u16()), took);
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            Response::from_parts(parts, body.boxed())
+            Response::from_parts(parts, Either::Left(body))
         }
         Ok(Err(e)) => {
-            target.stats.record(second, None, started.elapsed());
+            target.stats.record(worker, second, None, took);
             tracing::debug!(target = %target.name, error = %e, "upstream error");
             full(
                 StatusCode::BAD_GATEWAY,
@@ -201,7 +254,7 @@ async fn forward(shared: &Shared, pool: &ConnPool, req: Request<Incoming>) -> Re
             )
         }
         Err(_) => {
-            target.stats.record(second, None, started.elapsed());
+            target.stats.record(worker, second, None, took);
             full(
                 StatusCode::GATEWAY_TIMEOUT,
                 "application/json",

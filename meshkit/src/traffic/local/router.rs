@@ -65,13 +65,8 @@ impl TrafficRouter for LocalRouter {
                 source: None,
             });
         }
-        let mut slot = r.table.write().unwrap_or_else(|e| e.into_inner());
-        let table = Arc::new(Table::new(
-            request.weights.clone(),
-            &names,
-            slot.revision + 1,
-        ));
-        *slot = table.clone();
+        let table =
+            r.set_table(|old| Table::new(request.weights.clone(), &names, old.revision + 1));
         tracing::info!(route = %route, weights = %table.weights, revision = table.revision, "local mesh weights changed");
         Ok(Some(Self::observed(&table)))
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use super::table::Padded;
 use crate::health::WindowStats;
 
 /// Upper bounds of the Prometheus latency buckets, in seconds.
@@ -44,10 +45,17 @@ struct Inner {
     slots: VecDeque<Slot>,
 }
 
-/// One target's counters. `second` arguments count from the mesh's start.
-#[derive(Debug, Default)]
+/// One target's counters, in one shard per gateway worker so workers never wait for
+/// each other; reads add the shards up. `second` arguments count from the mesh's start.
+#[derive(Debug)]
 pub(crate) struct TargetStats {
-    inner: Mutex<Inner>,
+    shards: Box<[Padded<Mutex<Inner>>]>,
+}
+
+impl Default for TargetStats {
+    fn default() -> Self {
+        Self::new(1)
+    }
 }
 
 /// 1 µs to 60 s at 2 significant digits. These bounds are valid, so this is always
@@ -56,35 +64,29 @@ fn new_histogram() -> Option<Histogram<u64>> {
     Histogram::new_with_bounds(1, 60_000_000, 2).ok()
 }
 
-impl TargetStats {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records one request: `status` is `None` when the target did not answer.
-    pub(crate) fn record(&self, second: u64, status: Option<u16>, latency: Duration) {
-        let mut s = self.lock();
-        s.totals.requests += 1;
+impl Inner {
+    fn record(&mut self, second: u64, status: Option<u16>, latency: Duration) {
+        self.totals.requests += 1;
         let failed = match status {
             Some(code) => {
                 let class = usize::from((code / 100).clamp(1, 5)) - 1;
-                s.totals.responses[class] += 1;
+                self.totals.responses[class] += 1;
                 code >= 500
             }
             None => {
-                s.totals.upstream_errors += 1;
-                s.totals.responses[4] += 1;
+                self.totals.upstream_errors += 1;
+                self.totals.responses[4] += 1;
                 true
             }
         };
         let secs = latency.as_secs_f64();
-        s.latency_sum += secs;
+        self.latency_sum += secs;
         if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
-            s.buckets[i] += 1;
+            self.buckets[i] += 1;
         }
-        if s.slots.back().is_none_or(|slot| slot.second != second) {
-            let reuse = if s.slots.len() as u64 >= WINDOW_SLOTS {
-                s.slots.pop_front()
+        if self.slots.back().is_none_or(|slot| slot.second != second) {
+            let reuse = if self.slots.len() as u64 >= WINDOW_SLOTS {
+                self.slots.pop_front()
             } else {
                 None
             };
@@ -100,9 +102,9 @@ impl TargetStats {
             if let Some(h) = slot.latency_us.as_mut() {
                 h.reset();
             }
-            s.slots.push_back(slot);
+            self.slots.push_back(slot);
         }
-        if let Some(slot) = s.slots.back_mut() {
+        if let Some(slot) = self.slots.back_mut() {
             slot.requests += 1;
             slot.failures += u64::from(failed);
             if let Some(h) = slot.latency_us.as_mut() {
@@ -114,28 +116,62 @@ impl TargetStats {
             }
         }
     }
+}
+
+impl TargetStats {
+    /// Counters in `shards` shards (at least one).
+    pub(crate) fn new(shards: usize) -> Self {
+        Self {
+            shards: (0..shards.max(1)).map(|_| Padded::default()).collect(),
+        }
+    }
+
+    fn each(&self, mut f: impl FnMut(&Inner)) {
+        for shard in &self.shards {
+            f(&shard.0.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+    }
+
+    /// Records one request in `shard`: `status` is `None` when the target did not
+    /// answer.
+    pub(crate) fn record(&self, shard: usize, second: u64, status: Option<u16>, latency: Duration) {
+        if let Some(s) = self.shards.get(shard % self.shards.len()) {
+            s.0.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record(second, status, latency);
+        }
+    }
 
     pub(crate) fn totals(&self) -> TargetTotals {
-        self.lock().totals.clone()
+        let mut t = TargetTotals::default();
+        self.each(|s| {
+            t.requests += s.totals.requests;
+            t.upstream_errors += s.totals.upstream_errors;
+            for (sum, n) in t.responses.iter_mut().zip(s.totals.responses) {
+                *sum += n;
+            }
+        });
+        t
     }
 
     /// Requests, failures and p99 over the seconds in `(now - window, now]`.
     pub(crate) fn window(&self, now: u64, window: Duration) -> WindowStats {
         let span = window.as_secs().max(1);
-        let s = self.lock();
         let mut hist = new_histogram();
         let (mut requests, mut failures) = (0, 0);
-        for slot in s
-            .slots
-            .iter()
-            .filter(|sl| sl.second + span > now && sl.second <= now)
-        {
-            requests += slot.requests;
-            failures += slot.failures;
-            if let (Some(h), Some(sh)) = (hist.as_mut(), slot.latency_us.as_ref()) {
-                let _ = h.add(sh);
+        self.each(|s| {
+            for slot in s
+                .slots
+                .iter()
+                .filter(|sl| sl.second + span > now && sl.second <= now)
+            {
+                requests += slot.requests;
+                failures += slot.failures;
+                if let (Some(h), Some(sh)) = (hist.as_mut(), slot.latency_us.as_ref()) {
+                    let _ = h.add(sh);
+                }
             }
-        }
+        });
         let p99 = hist
             .filter(|_| requests > 0)
             .map(|h| Duration::from_micros(h.value_at_quantile(0.99)));
@@ -148,10 +184,17 @@ impl TargetStats {
 
     /// Appends this target's Prometheus samples.
     pub(crate) fn render(&self, out: &mut String, route: &str, target: &str) {
-        let s = self.lock();
+        let totals = self.totals();
+        let (mut buckets, mut latency_sum) = ([0u64; BUCKETS.len()], 0.0);
+        self.each(|s| {
+            latency_sum += s.latency_sum;
+            for (sum, n) in buckets.iter_mut().zip(s.buckets) {
+                *sum += n;
+            }
+        });
         let l = format!("route=\"{}\",target=\"{}\"", escape(route), escape(target));
-        let _ = writeln!(out, "meshkit_requests_total{{{l}}} {}", s.totals.requests);
-        for (i, n) in s.totals.responses.iter().enumerate() {
+        let _ = writeln!(out, "meshkit_requests_total{{{l}}} {}", totals.requests);
+        for (i, n) in totals.responses.iter().enumerate() {
             let _ = writeln!(
                 out,
                 "meshkit_responses_total{{{l},class=\"{}xx\"}} {n}",
@@ -161,10 +204,10 @@ impl TargetStats {
         let _ = writeln!(
             out,
             "meshkit_upstream_errors_total{{{l}}} {}",
-            s.totals.upstream_errors
+            totals.upstream_errors
         );
         let mut cumulative = 0;
-        for (b, n) in BUCKETS.iter().zip(s.buckets.iter()) {
+        for (b, n) in BUCKETS.iter().zip(buckets.iter()) {
             cumulative += n;
             let _ = writeln!(
                 out,
@@ -174,17 +217,16 @@ impl TargetStats {
         let _ = writeln!(
             out,
             "meshkit_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
-            s.totals.requests
+            totals.requests
         );
         let _ = writeln!(
             out,
-            "meshkit_request_duration_seconds_sum{{{l}}} {}",
-            s.latency_sum
+            "meshkit_request_duration_seconds_sum{{{l}}} {latency_sum}"
         );
         let _ = writeln!(
             out,
             "meshkit_request_duration_seconds_count{{{l}}} {}",
-            s.totals.requests
+            totals.requests
         );
     }
 }
@@ -202,14 +244,15 @@ mod tests {
 
     #[test]
     fn windows_count_only_recent_seconds() {
-        let t = TargetStats::default();
+        // Two shards, as with two workers: reads add them up.
+        let t = TargetStats::new(2);
         for sec in 0..10 {
             for i in 0..10u64 {
                 let status = if sec >= 8 && i < 5 { 500 } else { 200 };
-                t.record(sec, Some(status), Duration::from_millis(i + 1));
+                t.record(i as usize, sec, Some(status), Duration::from_millis(i + 1));
             }
         }
-        t.record(9, None, Duration::from_millis(100));
+        t.record(1, 9, None, Duration::from_millis(100));
         let w = t.window(9, Duration::from_secs(2));
         assert_eq!((w.requests, w.failures), (21, 11));
         assert!(w.p99.unwrap() >= Duration::from_millis(10));

@@ -1,6 +1,45 @@
-//! The weight table a route's data plane reads: weights plus a pick schedule.
+//! The weight table a route's data plane reads: weights plus a pick schedule, and each
+//! worker's lane onto it.
+
+use std::sync::{Arc, Mutex};
 
 use crate::traffic::Weights;
+
+/// Keeps a value on its own cache lines, so that workers writing their own values do
+/// not slow each other down.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+/// One worker's view of a route: the table it last saw and its own pick counter. Each
+/// lane walks the schedule by itself, so any 100 consecutive picks of one worker match
+/// the weights exactly, and the workers share no counter.
+#[derive(Debug)]
+pub(crate) struct Lane {
+    table: Arc<Table>,
+    picks: u64,
+}
+
+impl Lane {
+    pub(crate) fn new(table: Arc<Table>) -> Mutex<Self> {
+        Mutex::new(Self { table, picks: 0 })
+    }
+
+    /// The next target index, after swapping in `current()` when the route's revision
+    /// moved past this lane's table.
+    pub(crate) fn pick(
+        &mut self,
+        revision: u64,
+        current: impl FnOnce() -> Arc<Table>,
+    ) -> Option<usize> {
+        if self.table.revision != revision {
+            self.table = current();
+        }
+        let n = self.picks;
+        self.picks = self.picks.wrapping_add(1);
+        self.table.pick(n)
+    }
+}
 
 /// One version of a route's weights, swapped in whole on every write.
 #[derive(Debug)]
@@ -72,5 +111,28 @@ mod tests {
         let t = Table::new(Weights::split("blue", "green", 50).unwrap(), &targets, 1);
         let picks: Vec<_> = (0..6).map(|n| t.pick(n).unwrap()).collect();
         assert_eq!(picks, [0, 1, 0, 1, 0, 1]);
+    }
+
+    #[test]
+    fn a_lane_keeps_its_own_count_and_takes_a_new_table_at_once() {
+        let targets = vec!["blue".to_owned(), "green".to_owned()];
+        let t10 = Arc::new(Table::new(
+            Weights::split("blue", "green", 10).unwrap(),
+            &targets,
+            1,
+        ));
+        let t100 = Arc::new(Table::new(
+            Weights::split("blue", "green", 100).unwrap(),
+            &targets,
+            2,
+        ));
+        let lane = Lane::new(t10.clone());
+        let mut lane = lane.lock().unwrap();
+        let green = (0..100)
+            .filter(|_| lane.pick(1, || unreachable!("same revision")) == Some(1))
+            .count();
+        assert_eq!(green, 10);
+        assert_eq!(lane.pick(2, || t100.clone()), Some(1));
+        assert!((0..50).all(|_| lane.pick(2, || unreachable!()) == Some(1)));
     }
 }

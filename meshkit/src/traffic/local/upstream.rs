@@ -13,8 +13,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use std::time::Instant;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 /// Why a request got no answer from the upstream.
 #[derive(Debug)]
@@ -52,37 +52,41 @@ impl ConnPool {
         }
     }
 
-    fn take(&self, index: usize) -> Option<SendRequest<Incoming>> {
+    fn take(&self, index: usize, now: Instant) -> Option<SendRequest<Incoming>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let (sender, used) = idle.get_mut(index).and_then(Option::take)?;
-        (used.elapsed() < REUSE_WITHIN && !sender.is_closed()).then_some(sender)
+        (now.saturating_duration_since(used) < REUSE_WITHIN && !sender.is_closed())
+            .then_some(sender)
     }
 
-    fn put(&self, index: usize, sender: SendRequest<Incoming>) {
+    fn put(&self, index: usize, sender: SendRequest<Incoming>, now: Instant) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() <= index {
             idle.resize_with(index + 1, || None);
         }
-        idle[index] = Some((sender, Instant::now()));
+        idle[index] = Some((sender, now));
     }
 
     /// Sends `req` to target `index` at `addr`, reusing this connection's upstream
     /// connection when it is still open. A request the old connection could not take
     /// (closed by the upstream while idle) is sent again on a new one; a request that
-    /// was already written is never replayed.
+    /// was already written is never replayed. `now` is when the request arrived; the
+    /// connection counts as used at that time.
     pub(crate) async fn send(
         &self,
         index: usize,
         addr: SocketAddr,
         mut req: Request<Incoming>,
+        now: Instant,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let mut reused = true;
         loop {
-            let mut sender = match self.take(index) {
+            let mut sender = match self.take(index, now) {
                 Some(s) => s,
                 None => {
                     reused = false;
-                    connect(addr).await?
+                    // Boxed: the rare path should not make every request's future larger.
+                    Box::pin(connect(addr)).await?
                 }
             };
             if let Err(e) = sender.ready().await {
@@ -94,7 +98,7 @@ impl ConnPool {
             }
             match sender.try_send_request(req).await {
                 Ok(resp) => {
-                    self.put(index, sender);
+                    self.put(index, sender, now);
                     return Ok(resp);
                 }
                 Err(mut e) => match e.take_message() {

@@ -1,0 +1,129 @@
+//! The gateway's worker threads.
+//!
+//! Each worker runs its own single-threaded tokio runtime and serves the connections
+//! the accept loop hands it, round robin. A downstream connection, its upstream
+//! connections and their tasks all stay on one thread, as with nginx's and Envoy's
+//! workers: no work stealing, no waking of another thread per request.
+
+use std::net::TcpStream as StdStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::Shared;
+use super::proxy::{ConnServer, Downstream, handle};
+
+/// A worker thread as the accept loop sees it.
+pub(crate) struct Worker {
+    conns: mpsc::UnboundedSender<StdStream>,
+    done: oneshot::Receiver<()>,
+}
+
+/// Starts `n` worker threads (at least one). Fails when a runtime or a thread cannot
+/// be created.
+pub(crate) fn start(
+    n: usize,
+    shared: &Arc<Shared>,
+    stopped: &watch::Receiver<bool>,
+) -> std::io::Result<Vec<Worker>> {
+    (0..n.max(1))
+        .map(|i| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (conns, rx) = mpsc::unbounded_channel();
+            let (done_tx, done) = oneshot::channel();
+            let (shared, stopped) = (shared.clone(), stopped.clone());
+            std::thread::Builder::new()
+                .name(format!("meshkit-mesh-{i}"))
+                .spawn(move || {
+                    rt.block_on(run(i, rx, shared, stopped));
+                    let _ = done_tx.send(());
+                })?;
+            Ok(Worker { conns, done })
+        })
+        .collect()
+}
+
+/// One worker: serves what it is handed until told to stop or the accept loop ends,
+/// then lets in-flight requests finish (10 s at most).
+async fn run(
+    worker: usize,
+    mut conns: mpsc::UnboundedReceiver<StdStream>,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let server = ConnServer::new();
+    let stop = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    tokio::pin!(stop);
+    loop {
+        let conn = tokio::select! {
+            c = conns.recv() => match c {
+                Some(c) => c,
+                None => break,
+            },
+            () = &mut stop => break,
+        };
+        match TcpStream::from_std(conn) {
+            Ok(stream) => {
+                let conn = Downstream::new(shared.clone(), worker);
+                server.serve(stream, move |req| handle(conn.clone(), req));
+            }
+            Err(e) => tracing::warn!(error = %e, "local mesh worker cannot take a connection"),
+        }
+    }
+    server.drain(Duration::from_secs(10)).await;
+}
+
+/// Accepts gateway connections and deals them out to `workers` in turn, until
+/// `stopped`; then waits for the workers to drain.
+pub(crate) async fn accept(
+    listener: TcpListener,
+    workers: Vec<Worker>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let stop = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    tokio::pin!(stop);
+    let mut next = 0usize;
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "local mesh accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(mut conn) = stream.into_std() else {
+            continue;
+        };
+        // A worker whose thread has ended hands the connection back; try the others.
+        for _ in 0..workers.len() {
+            let worker = &workers[next % workers.len()];
+            next = next.wrapping_add(1);
+            match worker.conns.send(conn) {
+                Ok(()) => break,
+                Err(mpsc::error::SendError(back)) => conn = back,
+            }
+        }
+    }
+    drop(listener);
+    let mut done = Vec::new();
+    for w in workers {
+        drop(w.conns);
+        done.push(w.done);
+    }
+    for d in done {
+        let _ = d.await;
+    }
+}
