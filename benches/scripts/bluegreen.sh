@@ -2,7 +2,10 @@
 # bluegreen-service GET / vs a bare hyper hello-world vs the Express original, with wrk
 # on loopback, one after the other in one run. Tracing on at the X-Ray default sampling
 # rate (spans go to 127.0.0.1:2000 over UDP). Prints a markdown table with ratios.
-# Env: DURATION (10s), CONNS (50), THREADS (1).
+# hyper and bluegreen are measured ROUNDS times, alternating which goes first, and the
+# medians are compared (single runs on a 2-core machine vary by ±15%, p99 more); each
+# round is a fresh process, and peak RSS is the largest seen. Express runs once.
+# Env: DURATION (10s), CONNS (50), THREADS (1), ROUNDS (3).
 source "$(dirname "$0")/common.sh"
 need wrk wrk
 command -v node >/dev/null || { echo "node is needed for the Express peer" >&2; exit 1; }
@@ -25,19 +28,33 @@ measure() { # name command...
 }
 
 # The services read SERVICE_PORT; hyper-hello takes the port as its argument too.
-hyper=$(measure hyper "$BIN/hyper-hello")
-blue=$(measure bluegreen "$BIN/bluegreen-service")
-express=$(measure express node "$EXPRESS/app.js")
+ROUNDS=${ROUNDS:-3}
+runs=()
+for round in $(seq "$ROUNDS"); do
+  if (( round % 2 )); then
+    runs+=("$(measure hyper "$BIN/hyper-hello")" "$(measure bluegreen "$BIN/bluegreen-service")")
+  else
+    runs+=("$(measure bluegreen "$BIN/bluegreen-service")" "$(measure hyper "$BIN/hyper-hello")")
+  fi
+done
+runs+=("$(measure express node "$EXPRESS/app.js")")
 rm -rf "$EXPRESS"
-python3 - "$hyper" "$blue" "$express" <<'PY'
-import sys
-rows = [r.split() for r in sys.argv[1:]]
-d = {r[0]: (float(r[1]), float(r[2]), float(r[3]) / 1024) for r in rows}
+python3 - "${runs[@]}" <<'PY'
+import statistics, sys
+runs = {}
+for r in sys.argv[1:]:
+    name, rps, p99, rss = r.split()
+    runs.setdefault(name, []).append((float(rps), float(p99), float(rss) / 1024))
+d = {
+    n: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v), max(x[2] for x in v))
+    for n, v in runs.items()
+}
 h, b, e = d["hyper"], d["bluegreen"], d["express"]
-print("| server | requests/s | p99 ms | peak RSS MiB |")
-print("|---|---:|---:|---:|")
+print("| server | requests/s (median) | p99 ms (median) | peak RSS MiB (max) | runs (rps / p99) |")
+print("|---|---:|---:|---:|---|")
 for n, (rps, p99, rss) in d.items():
-    print(f"| {n} | {rps:,.0f} | {p99:.2f} | {rss:.1f} |")
+    each = ", ".join(f"{x[0]:,.0f} / {x[1]:.2f}" for x in runs[n])
+    print(f"| {n} | {rps:,.0f} | {p99:.2f} | {rss:.1f} | {each} |")
 print()
 print(f"bluegreen / hyper: throughput {b[0]/h[0]:.2f}x, p99 {b[1]/h[1]:.2f}x")
 print(f"bluegreen / express: throughput {b[0]/e[0]:.1f}x, p99 {b[1]/e[1]:.2f}x, peak RSS {b[2]/e[2]:.3f}x (1/{e[2]/b[2]:.0f})")

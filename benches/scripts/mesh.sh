@@ -57,12 +57,37 @@ http {
 }
 CONF
 nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
-PIDS+=("$!"); wait_port "$NGINX"
+NGINX_PID=$!; PIDS+=("$NGINX_PID"); wait_port "$NGINX"
 
-bench() { # name url
+cpu_ticks() { # pids... -> "total user" CPU ticks over all their threads
+  local t=0 u=0 task
+  for p in "$@"; do
+    for task in /proc/"$p"/task/*; do
+      read -r ut st < <(cut -d' ' -f14,15 "$task/stat")
+      t=$((t + ut + st)); u=$((u + ut))
+    done
+  done
+  echo "$t $u"
+}
+proxy_pids() { # name
+  if [ "$1" = mesh ]; then echo "$MESH_PID"; else echo "$NGINX_PID" $(pgrep -P "$NGINX_PID"); fi
+}
+bench() { # name url -> "name rps p99 cpu_us_per_request user_us_per_request"
   wrk -t1 -c10 -d2s "$2" >/dev/null # warm-up
+  local pids t0 u0 t1 u1
+  pids=$(proxy_pids "$1")
+  # shellcheck disable=SC2086
+  read -r t0 u0 < <(cpu_ticks $pids)
   read -r rps p99 < <(wrk_run "$2")
-  echo "$1 $rps $p99"
+  # shellcheck disable=SC2086
+  read -r t1 u1 < <(cpu_ticks $pids)
+  python3 -c '
+import sys
+name, tick, total, user, secs, rps, p99 = sys.argv[1:]
+reqs = float(rps) * float(secs)
+us = lambda ticks: round(float(ticks) / float(tick) / reqs * 1e6, 1)
+print(name, rps, p99, us(total), us(user))' \
+    "$1" "$(getconf CLK_TCK)" $((t1 - t0)) $((u1 - u0)) "${DURATION%s}" "$rps" "$p99"
 }
 split() { # name url -> "name green_share_percent"
   local out
@@ -95,14 +120,14 @@ ms, ns = sys.argv[1].split(), sys.argv[2].split()
 total, wrk_green, rss = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]) / 1024
 runs = {}
 for r in sys.argv[6:]:
-    name, rps, p99 = r.split()
-    runs.setdefault(name, []).append((float(rps), float(p99)))
-med = {n: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) for n, v in runs.items()}
-print("| proxy (90/10 over two bluegreen-services) | requests/s (median) | p99 ms (median) | runs (rps / p99) |")
-print("|---|---:|---:|---|")
-for n, (rps, p99) in med.items():
-    each = ", ".join(f"{a:,.0f} / {b:.2f}" for a, b in runs[n])
-    print(f"| {n} | {rps:,.0f} | {p99:.2f} | {each} |")
+    name, rps, p99, cpu, user = r.split()
+    runs.setdefault(name, []).append(tuple(map(float, (rps, p99, cpu, user))))
+med = {n: tuple(statistics.median(x[i] for x in v) for i in range(4)) for n, v in runs.items()}
+print("| proxy (90/10 over two bluegreen-services) | requests/s (median) | p99 ms (median) | proxy CPU µs/request (user) | runs (rps / p99) |")
+print("|---|---:|---:|---:|---|")
+for n, (rps, p99, cpu, user) in med.items():
+    each = ", ".join(f"{x[0]:,.0f} / {x[1]:.2f}" for x in runs[n])
+    print(f"| {n} | {rps:,.0f} | {p99:.2f} | {cpu:.1f} ({user:.1f}) | {each} |")
 m, n = med["mesh"], med["nginx"]
 print()
 print(f"mesh / nginx: throughput {m[0]/n[0]:.2f}x, p99 {m[1]/n[1]:.2f}x; mesh-proxy peak RSS {rss:.1f} MiB")

@@ -1,6 +1,7 @@
 //! The local mesh as a standalone proxy, for the data-plane comparison with nginx.
 //! Usage: `mesh-proxy LISTEN_PORT ADMIN_PORT name=host:port:weight [name=host:port:weight ...]`.
-//! `MESH_THREADS` sets the tokio worker threads (default: one per core).
+//! `MESH_WORKERS` sets the gateway's worker threads (default: one per core, at most 4);
+//! the accept loop and the admin listener run on a single-threaded runtime.
 
 use std::net::SocketAddr;
 
@@ -14,18 +15,16 @@ fn parse(spec: &str) -> Option<(String, SocketAddr, u32)> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // MESH_THREADS: worker threads (default: one per core).
-    let threads = std::env::var("MESH_THREADS")
+    let workers = std::env::var("MESH_WORKERS")
         .ok()
         .and_then(|t| t.parse::<usize>().ok());
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = threads {
-        rt.worker_threads(n.max(1));
-    }
-    rt.enable_all().build()?.block_on(run())
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(workers))
 }
 
-async fn run() -> Result<(), Box<dyn std::error::Error>> {
+async fn run(workers: Option<usize>) -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: mesh-proxy LISTEN_PORT ADMIN_PORT name=host:port:weight...";
     let port: u16 = args.first().and_then(|p| p.parse().ok()).ok_or(usage)?;
@@ -35,7 +34,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .map(|s| parse(s).ok_or(usage))
         .collect::<Result<_, _>>()?;
     let weights = Weights::new(targets.iter().map(|(n, _, w)| (n.clone(), *w)))?;
-    let mesh = LocalMesh::builder()
+    let mut builder = LocalMesh::builder();
+    if let Some(n) = workers {
+        builder = builder.workers(n);
+    }
+    let mesh = builder
         .gateway(SocketAddr::from(([127, 0, 0, 1], port)))
         .admin(SocketAddr::from(([127, 0, 0, 1], admin)))
         .route(

@@ -10,7 +10,7 @@ use http_body_util::Empty;
 use opentelemetry::Context;
 use sample_support::client::{HttpClient, new_client, read_limited};
 use sample_support::server::{self, Resp, json, json_string};
-use sample_support::xray::{TRACE_HEADER, Tracing};
+use sample_support::xray::Tracing;
 use tokio::net::TcpListener;
 
 use crate::Config;
@@ -96,9 +96,7 @@ impl App {
         } else {
             json(StatusCode::OK, inner.ok_body.clone())
         };
-        if let Some(v) = inner.tracing.header_value(&cx) {
-            resp.headers_mut().insert(TRACE_HEADER, v);
-        }
+        inner.tracing.echo(&cx, resp.headers_mut());
         Tracing::finish(&cx, resp.status().as_u16());
         resp
     }

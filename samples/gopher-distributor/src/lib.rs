@@ -11,7 +11,7 @@ use std::sync::Arc;
 use http::{Request, StatusCode, header};
 use sample_support::env::{self, EnvError, Lookup};
 use sample_support::server::{self, Resp, json, json_string, text};
-use sample_support::xray::{TRACE_HEADER, Tracing};
+use sample_support::xray::Tracing;
 use tokio::net::TcpListener;
 
 /// Settings.
@@ -107,9 +107,7 @@ impl App {
                 ),
             )
         };
-        if let Some(v) = self.tracing.header_value(&cx) {
-            resp.headers_mut().insert(TRACE_HEADER, v);
-        }
+        self.tracing.echo(&cx, resp.headers_mut());
         Tracing::finish(&cx, resp.status().as_u16());
         resp
     }

@@ -16,7 +16,7 @@ use opentelemetry::Context;
 use sample_support::client::{HttpClient, new_client, read_limited};
 use sample_support::env::{self, EnvError, Lookup};
 use sample_support::server::{self, Resp, json, json_string, text};
-use sample_support::xray::{TRACE_HEADER, Tracing};
+use sample_support::xray::Tracing;
 use tokio::net::TcpListener;
 
 /// Settings.
@@ -119,9 +119,7 @@ impl App {
             }
             Err(why) => self.failed(as_json, &why),
         };
-        if let Some(v) = self.tracing.header_value(&cx) {
-            resp.headers_mut().insert(TRACE_HEADER, v);
-        }
+        self.tracing.echo(&cx, resp.headers_mut());
         Tracing::finish(&cx, resp.status().as_u16());
         resp
     }

@@ -12,13 +12,33 @@ pub mod env;
 pub mod server;
 pub mod xray;
 
-/// Installs a `tracing` subscriber that logs to stderr (`RUST_LOG` filters; default
-/// `info`). Call once at the start of a sample's `main`.
+/// Installs a `tracing` subscriber that logs to stderr. Call once at the start of a
+/// sample's `main`.
+///
+/// `RUST_LOG` filters by level and target (`info`, `warn,bluegreen_service=debug`);
+/// default `info`, and a value that does not parse is reported and ignored. This is
+/// `tracing_subscriber`'s `Targets` filter, not `EnvFilter`: no regex engine is built at
+/// start-up, which keeps the services' memory small.
 pub fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let default = || tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO);
+    let (filter, bad) = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => match v.parse() {
+            Ok(f) => (f, None),
+            Err(e) => (default(), Some(format!("RUST_LOG={v:?} ignored: {e}"))),
+        },
+        _ => (default(), None),
+    };
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    if tracing_subscriber::registry()
+        .with(fmt)
+        .with(filter)
+        .try_init()
+        .is_ok()
+        && let Some(message) = bad
+    {
+        tracing::warn!("{message}");
+    }
 }

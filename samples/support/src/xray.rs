@@ -9,13 +9,15 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{
-    Link, SpanKind, Status, TraceContextExt, TraceId, TraceState, Tracer, TracerProvider,
+    Link, Span, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
+    Tracer, TracerProvider,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_aws::trace::{MissingSampledBehavior, XrayIdGenerator, XrayPropagator};
@@ -29,6 +31,9 @@ use opentelemetry_sdk::trace::{
 
 /// The X-Ray trace header.
 pub const TRACE_HEADER: &str = "x-amzn-trace-id";
+
+/// [`TRACE_HEADER`] as a header name (no parsing per use).
+pub const TRACE_HEADER_NAME: HeaderName = HeaderName::from_static(TRACE_HEADER);
 
 /// The default daemon address.
 pub const DEFAULT_DAEMON: &str = "127.0.0.1:2000";
@@ -173,6 +178,10 @@ impl Tracing {
 
     /// Starts the server span for an incoming request, continuing its
     /// `X-Amzn-Trace-Id` when present. Returns the context holding the span.
+    ///
+    /// The span's name (`GET /path`) and attributes are only built for a span that is
+    /// recorded: at the X-Ray default rate most are not, and they cost allocations on
+    /// every request. The samplers here do not look at names or attributes.
     pub fn server_span(
         &self,
         headers: &HeaderMap,
@@ -181,17 +190,20 @@ impl Tracing {
         version: &str,
     ) -> Context {
         let parent = self.inner.propagator.extract(&HeaderReader(headers));
-        let span = self
+        let mut span = self
             .inner
             .tracer
-            .span_builder(format!("{method} {path}"))
+            .span_builder("request")
             .with_kind(SpanKind::Server)
-            .with_attributes([
+            .start_with_context(&self.inner.tracer, &parent);
+        if span.is_recording() {
+            span.update_name(format!("{method} {path}"));
+            span.set_attributes([
                 KeyValue::new("http.request.method", method.to_owned()),
                 KeyValue::new("url.path", path.to_owned()),
                 KeyValue::new("meshkit.version", version.to_owned()),
-            ])
-            .start_with_context(&self.inner.tracer, &parent);
+            ]);
+        }
         parent.with_span(span)
     }
 
@@ -218,11 +230,28 @@ impl Tracing {
             .inject_context(cx, &mut HeaderWriter(headers));
     }
 
-    /// The trace header value for `cx` (to echo on a response).
+    /// The trace header value for `cx` (to echo on a response): what the X-Ray
+    /// propagator writes, formatted without allocating in the common case (no trace
+    /// state, a definite sampling decision).
     pub fn header_value(&self, cx: &Context) -> Option<HeaderValue> {
+        let span = cx.span();
+        let sc = span.span_context();
+        if !sc.is_valid() {
+            return None;
+        }
+        if *sc.trace_state() == TraceState::NONE && sc.trace_flags() & DEFERRED != DEFERRED {
+            return HeaderValue::from_bytes(&header_bytes(sc)).ok();
+        }
         let mut h = HeaderMap::new();
         self.inject(cx, &mut h);
         h.remove(TRACE_HEADER)
+    }
+
+    /// Echoes the trace header for `cx` on a response's `headers`.
+    pub fn echo(&self, cx: &Context, headers: &mut HeaderMap) {
+        if let Some(v) = self.header_value(cx) {
+            headers.insert(TRACE_HEADER_NAME, v);
+        }
     }
 
     /// Ends the span in `cx` with the response status (5xx marks it as an error).
@@ -264,6 +293,29 @@ impl Tracing {
     }
 }
 
+/// The X-Ray propagator's "sampling deferred" trace flag (`Sampled=?`).
+const DEFERRED: TraceFlags = TraceFlags::new(0x02);
+
+/// `Root=1-<8 hex>-<24 hex>;Parent=<16 hex>;Sampled=<0|1>`.
+fn header_bytes(sc: &SpanContext) -> [u8; 74] {
+    fn hex(out: &mut [u8], bytes: &[u8]) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0xf)];
+        }
+    }
+    let mut out = *b"Root=1-00000000-000000000000000000000000;Parent=0000000000000000;Sampled=0";
+    let trace = sc.trace_id().to_bytes();
+    hex(&mut out[7..15], &trace[..4]);
+    hex(&mut out[16..40], &trace[4..]);
+    hex(&mut out[48..64], &sc.span_id().to_bytes());
+    if sc.is_sampled() {
+        out[73] = b'1';
+    }
+    out
+}
+
 fn parse_daemon(s: &str) -> Option<SocketAddr> {
     use std::net::ToSocketAddrs;
     s.to_socket_addrs().ok()?.next()
@@ -273,7 +325,12 @@ struct HeaderReader<'a>(&'a HeaderMap);
 
 impl Extractor for HeaderReader<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key)?.to_str().ok()
+        let value = if key.eq_ignore_ascii_case(TRACE_HEADER) {
+            self.0.get(TRACE_HEADER_NAME)
+        } else {
+            self.0.get(key)
+        };
+        value?.to_str().ok()
     }
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(HeaderName::as_str).collect()
@@ -297,7 +354,8 @@ impl Injector for HeaderWriter<'_> {
 /// 5% of the rest.
 #[derive(Debug, Clone, Default)]
 pub struct XrayDefaultSampler {
-    window: Arc<Mutex<(u64, u32)>>,
+    /// The last second (Unix time) whose reservoir trace was taken.
+    taken: Arc<AtomicU64>,
 }
 
 impl XrayDefaultSampler {
@@ -305,16 +363,12 @@ impl XrayDefaultSampler {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        if w.0 != now {
-            *w = (now, 0);
-        }
-        if w.1 < 1 {
-            w.1 += 1;
-            true
-        } else {
-            false
-        }
+        let last = self.taken.load(Ordering::Relaxed);
+        last != now
+            && self
+                .taken
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 }
 
@@ -338,5 +392,52 @@ impl ShouldSample for XrayDefaultSampler {
             attributes: Vec::new(),
             trace_state: TraceState::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::SpanId;
+
+    #[test]
+    fn the_fast_header_is_what_the_propagator_writes() {
+        let tracing = Tracing::local_only("svc", "1", Sampling::Always);
+        for flags in [TraceFlags::SAMPLED, TraceFlags::default()] {
+            let sc = SpanContext::new(
+                TraceId::from_hex("5759e988bd862e3fe1be46a994272793").unwrap(),
+                SpanId::from_hex("53995c3f42cd8ad8").unwrap(),
+                flags,
+                true,
+                TraceState::NONE,
+            );
+            let cx = Context::new().with_remote_span_context(sc);
+            let mut h = HeaderMap::new();
+            tracing.inject(&cx, &mut h);
+            assert_eq!(tracing.header_value(&cx), h.remove(TRACE_HEADER));
+        }
+        let sampled =
+            tracing.header_value(&Context::new().with_remote_span_context(SpanContext::new(
+                TraceId::from_hex("5759e988bd862e3fe1be46a994272793").unwrap(),
+                SpanId::from_hex("53995c3f42cd8ad8").unwrap(),
+                TraceFlags::SAMPLED,
+                true,
+                TraceState::NONE,
+            )));
+        assert_eq!(
+            sampled.unwrap(),
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+        );
+        assert_eq!(tracing.header_value(&Context::new()), None);
+    }
+
+    #[test]
+    fn the_reservoir_gives_one_trace_a_second() {
+        let s = XrayDefaultSampler::default();
+        assert!(s.take_reservoir());
+        // Within the same second (the test runs well under one, or crosses at most one
+        // boundary), at most one more is taken.
+        let more = (0..1000).filter(|_| s.take_reservoir()).count();
+        assert!(more <= 1, "{more}");
     }
 }
