@@ -71,8 +71,10 @@ impl Canary {
     /// version (CodeDeploy's "before allow traffic"). Checks that probe the new version
     /// directly (an HTTP probe, Cloud Map health) can fail it there, so a broken
     /// version is rolled back before any user request reaches it; metric checks wrapped
-    /// in [`crate::health::only_with_traffic`] pass while it has no traffic. Default:
-    /// none.
+    /// in [`crate::health::only_with_traffic`] pass while it has no traffic. Without it
+    /// the runner still checks once before the first step
+    /// ([`crate::RolloutBuilder::check_before_shift`]); this watches for longer, which
+    /// catches a version that fails only some of the time. Default: none.
     pub fn pre_check(mut self, d: Duration) -> Self {
         self.pre_check = Some(d);
         self

@@ -10,6 +10,16 @@
 //! admin listener's `/metrics` and through [`LocalMesh::totals`] and
 //! [`LocalMesh::metrics`] (a [`crate::health::MetricsSource`]).
 //!
+//! The gateway's connections are served by its own worker threads (one per core, at
+//! most 4; [`LocalMeshBuilder::workers`]), each with a single-threaded tokio runtime, the
+//! way nginx and Envoy workers run: a connection and its upstream connections stay on
+//! one thread, and each worker keeps its own pick counter and statistics shard, so the
+//! workers share nothing on the request path but the route's revision number. Upstream
+//! connections are kept per downstream connection and not reused after 2 s idle. The
+//! accept loop, the admin listener and the control plane run on the caller's runtime.
+//! [`LocalMesh::shutdown`] waits for the workers to drain (10 s at most); dropping the
+//! mesh lets them drain and end on their own.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use meshkit::traffic::local::LocalMesh;
