@@ -108,13 +108,22 @@ pub(crate) async fn accept(
             continue;
         };
         // A worker whose thread has ended hands the connection back; try the others.
+        let mut taken = false;
         for _ in 0..workers.len() {
-            let worker = &workers[next % workers.len()];
+            let Some(worker) = workers.get(next % workers.len()) else {
+                break;
+            };
             next = next.wrapping_add(1);
             match worker.conns.send(conn) {
-                Ok(()) => break,
+                Ok(()) => {
+                    taken = true;
+                    break;
+                }
                 Err(mpsc::error::SendError(back)) => conn = back,
             }
+        }
+        if !taken {
+            tracing::error!("no local mesh worker is running; connection closed");
         }
     }
     drop(listener);
