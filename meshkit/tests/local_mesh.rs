@@ -324,3 +324,64 @@ async fn an_upstream_connection_closed_while_idle_is_replaced() {
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5);
     assert_eq!(mesh.totals("split").unwrap()[0].1.upstream_errors, 0);
 }
+
+/// A client that opens a new connection for every request.
+fn client_without_reuse() -> C {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build_http()
+}
+
+#[tokio::test]
+async fn connections_spread_over_workers_keep_the_split_exact() {
+    let blue = upstream("blue", Duration::ZERO, false).await;
+    let green = upstream("green", Duration::ZERO, false).await;
+    let mesh = LocalMesh::builder()
+        .workers(3)
+        .route("split", "/", [("blue", blue), ("green", green)])
+        .weights("split", split(10))
+        .start()
+        .await
+        .unwrap();
+    let c = client_without_reuse();
+    let url = format!("http://{}/", mesh.gateway_addr());
+    let mut green_seen = 0;
+    // Connections are dealt out in turn, so each of the 3 workers takes 100 requests
+    // and walks its own schedule: exactly 10 green each.
+    for _ in 0..300 {
+        let (status, body) = get(&c, &url).await;
+        assert_eq!(status, 200);
+        green_seen += usize::from(body.starts_with("green"));
+    }
+    assert_eq!(green_seen, 30);
+    let totals = mesh.totals("split").unwrap();
+    let requests: Vec<u64> = totals.iter().map(|(_, t)| t.requests).collect();
+    assert_eq!(requests, [270, 30], "the workers' statistics shards add up");
+    mesh.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_request_in_flight_on_a_worker_finish() {
+    let (blue, mut arrived, release) = gated("blue").await;
+    let mesh = LocalMesh::builder()
+        .workers(2)
+        .route("split", "/", [("blue", blue)])
+        .start()
+        .await
+        .unwrap();
+    let gateway = mesh.gateway_addr();
+    let url = format!("http://{gateway}/");
+    let in_flight = tokio::spawn(async move { get(&client(), &url).await });
+    arrived.recv().await.unwrap();
+    // The request is held inside blue while the mesh shuts down.
+    let shutdown = tokio::spawn(mesh.shutdown());
+    tokio::task::yield_now().await;
+    assert!(!shutdown.is_finished(), "shutdown waits for the request");
+    release.notify_waiters();
+    assert_eq!(in_flight.await.unwrap(), (200, "blue".into()));
+    shutdown.await.unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(gateway).await.is_err(),
+        "the gateway no longer accepts"
+    );
+}
