@@ -385,3 +385,47 @@ async fn shutdown_lets_a_request_in_flight_on_a_worker_finish() {
         "the gateway no longer accepts"
     );
 }
+
+#[tokio::test]
+async fn a_late_upstream_gets_a_504_and_the_connection_keeps_its_timer() {
+    // Slow only for paths containing "slow".
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    if req.uri().path().contains("slow") {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("blue"))))
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    let mesh = LocalMesh::builder()
+        .workers(1)
+        .upstream_timeout(Duration::from_millis(100))
+        .route("split", "/", [("blue", addr)])
+        .start()
+        .await
+        .unwrap();
+    let gw = mesh.gateway_addr();
+    // One client connection for all requests: the timer is reused, fired or not.
+    let c = client();
+    for path in ["slow", "fast", "slow", "fast", "fast"] {
+        let (status, body) = get(&c, &format!("http://{gw}/{path}")).await;
+        if path == "slow" {
+            assert_eq!(status, 504, "{body}");
+            assert!(body.contains("timed out"), "{body}");
+        } else {
+            assert_eq!((status, body.as_str()), (200, "blue"));
+        }
+    }
+    let totals = mesh.totals("split").unwrap();
+    assert_eq!(totals[0].1.requests, 5);
+    assert_eq!(totals[0].1.upstream_errors, 2);
+}

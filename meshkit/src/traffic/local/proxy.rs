@@ -219,21 +219,20 @@ async fn forward(
     parts.uri = uri;
     strip_hop_by_hop(&mut parts.headers);
     let started = Instant::now();
-    let result = tokio::time::timeout(
-        shared.upstream_timeout,
-        pool.send(
+    let result = pool
+        .send_within(
             index,
             target.addr,
             Request::from_parts(parts, body),
             started,
-        ),
-    )
-    .await;
+            shared.upstream_timeout,
+        )
+        .await;
     let done = Instant::now();
     let second = shared.second_at(done);
     let took = done.saturating_duration_since(started);
     match result {
-        Ok(Ok(resp)) => {
+        Some(Ok(resp)) => {
             target
                 .stats
                 .record(worker, second, Some(resp.status().as_u16()), took);
@@ -241,7 +240,7 @@ async fn forward(
             strip_hop_by_hop(&mut parts.headers);
             Response::from_parts(parts, Either::Left(body))
         }
-        Ok(Err(e)) => {
+        Some(Err(e)) => {
             target.stats.record(worker, second, None, took);
             tracing::debug!(target = %target.name, error = %e, "upstream error");
             full(
@@ -253,7 +252,7 @@ async fn forward(
                 ),
             )
         }
-        Err(_) => {
+        None => {
             target.stats.record(worker, second, None, took);
             full(
                 StatusCode::GATEWAY_TIMEOUT,

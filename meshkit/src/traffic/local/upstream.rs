@@ -6,6 +6,7 @@
 //! and closes the upstream connections when the downstream one goes.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::time::Instant;
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 /// Why a request got no answer from the upstream.
 #[derive(Debug)]
@@ -43,13 +45,44 @@ type Idle = (SendRequest<Incoming>, Instant);
 /// One idle connection per target of the route, indexed like the route's targets.
 pub(crate) struct ConnPool {
     idle: Mutex<Vec<Option<Idle>>>,
+    /// The downstream connection's upstream timer, kept between its requests.
+    timer: Mutex<Option<Pin<Box<Sleep>>>>,
 }
 
 impl ConnPool {
     pub(crate) fn new() -> Self {
         Self {
             idle: Mutex::new(Vec::new()),
+            timer: Mutex::new(None),
         }
+    }
+
+    /// [`send`](Self::send) with an answer due within `limit` of `now`; `None` when it
+    /// is late. The connection's one timer is reused: each request only moves its
+    /// deadline later, which tokio does without touching its timer wheel, where a new
+    /// timer per request would be inserted and removed every time.
+    pub(crate) async fn send_within(
+        &self,
+        index: usize,
+        addr: SocketAddr,
+        req: Request<Incoming>,
+        now: Instant,
+        limit: Duration,
+    ) -> Option<Result<Response<Incoming>, UpstreamError>> {
+        let Some(due) = now.checked_add(limit) else {
+            return Some(self.send(index, addr, req, now).await); // no practical limit
+        };
+        let due = tokio::time::Instant::from_std(due);
+        let kept = self.timer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut timer = kept.unwrap_or_else(|| Box::pin(tokio::time::sleep_until(due)));
+        timer.as_mut().reset(due);
+        let result = tokio::select! {
+            biased;
+            r = self.send(index, addr, req, now) => Some(r),
+            () = timer.as_mut() => None,
+        };
+        *self.timer.lock().unwrap_or_else(|e| e.into_inner()) = Some(timer);
+        result
     }
 
     fn take(&self, index: usize, now: Instant) -> Option<SendRequest<Incoming>> {
