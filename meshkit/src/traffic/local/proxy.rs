@@ -96,27 +96,35 @@ pub(crate) async fn serve<M, H, F>(
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let server = ConnServer::new();
-    let stop = async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    };
-    tokio::pin!(stop);
-    loop {
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "local mesh accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut stop => break,
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some(stream) = accept_next(&listener, &mut stopped).await {
         server.serve(stream, make_handler());
     }
     drop(listener);
     server.drain(Duration::from_secs(10)).await;
+}
+
+/// The next accepted connection (with `TCP_NODELAY`), or `None` once `stopped` turns
+/// true or its sender is gone. Accept errors (out of file descriptors and the like) are
+/// logged and retried after 50 ms.
+pub(crate) async fn accept_next(
+    listener: &TcpListener,
+    stopped: &mut watch::Receiver<bool>,
+) -> Option<TcpStream> {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => {
+                    let _ = s.set_nodelay(true);
+                    return Some(s);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "local mesh accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = async { let _ = stopped.wait_for(|s| *s).await; } => return None,
+        }
+    }
 }
 
 /// One downstream gateway connection's state: its upstream connections.

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Shared;
-use super::proxy::{ConnServer, Downstream, handle};
+use super::proxy::{ConnServer, Downstream, accept_next, handle};
 
 /// A worker thread as the accept loop sees it.
 pub(crate) struct Worker {
@@ -86,24 +86,8 @@ pub(crate) async fn accept(
     workers: Vec<Worker>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let stop = async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    };
-    tokio::pin!(stop);
     let mut next = 0usize;
-    loop {
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "local mesh accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut stop => break,
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some(stream) = accept_next(&listener, &mut stopped).await {
         let Ok(mut conn) = stream.into_std() else {
             continue;
         };
