@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ROUTE, canary, router, split};
+use common::{ROUTE, canary, router, run, split};
 use meshkit::health::Verdict;
 use meshkit::rollout::{Event, InconclusivePolicy, RollbackReason};
 use meshkit::strategy::{BlueGreen, Canary, Linear};
@@ -166,12 +166,7 @@ async fn rollback_is_bounded_by_interval_times_threshold_plus_one_write() {
 async fn inconclusive_never_promotes_and_fails_after_its_limit() {
     let r = router();
     let check = ScriptedHealthCheck::new([Verdict::inconclusive("no data")]);
-    let outcome = canary(&r, check.clone())
-        .build()
-        .unwrap()
-        .run()
-        .await
-        .unwrap();
+    let outcome = run(canary(&r, check.clone())).await;
     assert!(
         matches!(
             outcome,
@@ -456,12 +451,7 @@ async fn a_rejected_forward_write_rolls_back() {
     let r = router();
     // The write after the first (5%) one is rejected as invalid.
     r.after_writes(1, Fault::RejectWrites(1));
-    let outcome = canary(&r, ScriptedHealthCheck::healthy())
-        .build()
-        .unwrap()
-        .run()
-        .await
-        .unwrap();
+    let outcome = run(canary(&r, ScriptedHealthCheck::healthy())).await;
     assert!(
         matches!(
             outcome,
@@ -606,12 +596,7 @@ async fn a_canary_pre_check_rolls_back_before_any_user_traffic() {
 async fn a_check_round_before_the_first_shift_keeps_a_bad_version_from_all_traffic() {
     let r = router();
     let check = ScriptedHealthCheck::fail_after(0, "probe: 2/5 succeeded");
-    let outcome = canary(&r, check.clone())
-        .build()
-        .unwrap()
-        .run()
-        .await
-        .unwrap();
+    let outcome = run(canary(&r, check.clone())).await;
     let Outcome::RolledBack {
         stage: Some(0),
         elapsed,
@@ -631,12 +616,7 @@ async fn a_check_round_before_the_first_shift_keeps_a_bad_version_from_all_traff
 async fn a_fresh_healthy_verdict_covers_the_next_shift() {
     let r = router();
     let check = ScriptedHealthCheck::healthy();
-    let outcome = canary(&r, check.clone())
-        .build()
-        .unwrap()
-        .run()
-        .await
-        .unwrap();
+    let outcome = run(canary(&r, check.clone())).await;
     assert!(outcome.is_promoted(), "{outcome}");
     // One round before the first shift, then 6 per 60 s bake at 10 s: none extra
     // between steps, since each bake ends on a healthy verdict.

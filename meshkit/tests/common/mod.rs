@@ -33,3 +33,8 @@ pub fn canary(router: &InMemoryRouter, check: ScriptedHealthCheck) -> RolloutBui
         .check_interval(Duration::from_secs(10))
         .check_timeout(Duration::from_secs(5))
 }
+
+/// Builds and runs a rollout that must end with an outcome (not an error).
+pub async fn run(builder: RolloutBuilder) -> meshkit::Outcome {
+    builder.build().unwrap().run().await.unwrap()
+}
