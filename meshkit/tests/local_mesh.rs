@@ -17,21 +17,21 @@ use meshkit::traffic::local::LocalMesh;
 use meshkit::traffic::{RouteRef, TrafficRouter, Weights, WriteRequest};
 use tokio::net::TcpListener;
 
-/// An upstream answering `<name> <path>` after `delay`, or 500 when `fail`.
-async fn upstream(name: &'static str, delay: Duration, fail: bool) -> SocketAddr {
+/// Serves `answer` over HTTP/1 on a loopback port, for the life of the test.
+async fn serve_upstream<F, Fut>(answer: F) -> SocketAddr
+where
+    F: Fn(Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
+            let answer = answer.clone();
             tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<hyper::body::Incoming>| async move {
-                    tokio::time::sleep(delay).await;
-                    let mut r =
-                        Response::new(Full::new(Bytes::from(format!("{name} {}", req.uri()))));
-                    if fail {
-                        *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
-                    }
-                    Ok::<_, Infallible>(r)
+                let svc = service_fn(move |req| {
+                    let r = answer(req);
+                    async move { Ok::<_, Infallible>(r.await) }
                 });
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(s), svc)
@@ -40,6 +40,19 @@ async fn upstream(name: &'static str, delay: Duration, fail: bool) -> SocketAddr
         }
     });
     addr
+}
+
+/// An upstream answering `<name> <path>` after `delay`, or 500 when `fail`.
+async fn upstream(name: &'static str, delay: Duration, fail: bool) -> SocketAddr {
+    serve_upstream(move |req| async move {
+        tokio::time::sleep(delay).await;
+        let mut r = Response::new(Full::new(Bytes::from(format!("{name} {}", req.uri()))));
+        if fail {
+            *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+        }
+        r
+    })
+    .await
 }
 
 type C = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
@@ -306,15 +319,20 @@ async fn one_shot_upstream() -> (SocketAddr, std::sync::Arc<std::sync::atomic::A
     (addr, accepted)
 }
 
-#[tokio::test]
-async fn an_upstream_connection_closed_while_idle_is_replaced() {
-    let (addr, accepted) = one_shot_upstream().await;
-    let mesh = LocalMesh::builder()
+/// A mesh with one route, `/split`, sending everything to `addr`.
+async fn one_target_mesh(addr: SocketAddr) -> LocalMesh {
+    LocalMesh::builder()
         .route("split", "/split", [("blue", addr)])
         .weights("split", Weights::new([("blue", 100)]).unwrap())
         .start()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_upstream_connection_closed_while_idle_is_replaced() {
+    let (addr, accepted) = one_shot_upstream().await;
+    let mesh = one_target_mesh(addr).await;
     // One client, so its keep-alive connection to the gateway is reused.
     let c = client();
     let url = format!("http://{}/split", mesh.gateway_addr());
@@ -389,23 +407,13 @@ async fn shutdown_lets_a_request_in_flight_on_a_worker_finish() {
 #[tokio::test]
 async fn a_late_upstream_gets_a_504_and_the_connection_keeps_its_timer() {
     // Slow only for paths containing "slow".
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let svc = service_fn(|req: Request<hyper::body::Incoming>| async move {
-                    if req.uri().path().contains("slow") {
-                        tokio::time::sleep(Duration::from_secs(5)).await;
-                    }
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("blue"))))
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
+    let addr = serve_upstream(|req| async move {
+        if req.uri().path().contains("slow") {
+            tokio::time::sleep(Duration::from_secs(5)).await;
         }
-    });
+        Response::new(Full::new(Bytes::from("blue")))
+    })
+    .await;
     let mesh = LocalMesh::builder()
         .workers(1)
         .upstream_timeout(Duration::from_millis(100))
@@ -428,4 +436,41 @@ async fn a_late_upstream_gets_a_504_and_the_connection_keeps_its_timer() {
     let totals = mesh.totals("split").unwrap();
     assert_eq!(totals[0].1.requests, 5);
     assert_eq!(totals[0].1.upstream_errors, 2);
+}
+
+/// An upstream that answers with the names of the request headers it received, one per
+/// line, sorted, and names a header of its own in `Connection`.
+async fn header_echo_upstream() -> SocketAddr {
+    serve_upstream(|req| async move {
+        let mut names: Vec<&str> = req.headers().keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        Response::builder()
+            .header("connection", "x-upstream-hop")
+            .header("x-upstream-hop", "1")
+            .header("x-upstream-kept", "1")
+            .body(Full::new(Bytes::from(names.join("\n"))))
+            .unwrap()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn headers_named_in_connection_are_not_forwarded() {
+    let addr = header_echo_upstream().await;
+    let mesh = one_target_mesh(addr).await;
+    let req = Request::get(format!("http://{}/split", mesh.gateway_addr()))
+        .header("connection", "X-Client-Hop, keep-alive")
+        .header("x-client-hop", "secret")
+        .header("x-client-kept", "1")
+        .header("keep-alive", "timeout=5")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("x-upstream-hop").is_none());
+    assert_eq!(resp.headers()["x-upstream-kept"], "1");
+    assert!(resp.headers().get("connection").is_none());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let names: Vec<&str> = std::str::from_utf8(&body).unwrap().lines().collect();
+    assert_eq!(names, ["host", "x-client-kept"]);
 }

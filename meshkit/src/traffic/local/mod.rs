@@ -8,7 +8,9 @@
 //! flight finish where they were sent. Every target's requests, responses by status
 //! class, upstream errors and latency are counted, exposed as Prometheus text on the
 //! admin listener's `/metrics` and through [`LocalMesh::totals`] and
-//! [`LocalMesh::metrics`] (a [`crate::health::MetricsSource`]).
+//! [`LocalMesh::metrics`] (a [`crate::health::MetricsSource`]). Hop-by-hop headers (the
+//! standard ones and any other the `Connection` header names) are not forwarded, in
+//! either direction.
 //!
 //! The gateway's connections are served by its own worker threads (one per core, at
 //! most 4; [`LocalMeshBuilder::workers`]), each with a single-threaded tokio runtime, the

@@ -161,13 +161,23 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-/// Removes hop-by-hop headers. One pass over the (usually few) headers first: most
-/// messages have none, and then nothing is looked up.
+/// Removes hop-by-hop headers: the fixed list and every header the `Connection`
+/// header names (RFC 9110 §7.6.1), except `Host` and `Content-Length`, which the
+/// message needs on the next hop too. One pass over the (usually few) headers first:
+/// most messages have none, and then nothing is looked up.
 fn strip_hop_by_hop(h: &mut HeaderMap) {
     if !h.keys().any(|k| HOP_BY_HOP.contains(k)) {
         return;
     }
-    for name in &HOP_BY_HOP {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| *n != header::HOST && *n != header::CONTENT_LENGTH)
+        .collect();
+    for name in named.iter().chain(&HOP_BY_HOP) {
         h.remove(name);
     }
 }
@@ -271,5 +281,33 @@ async fn forward(
                 ),
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_names_are_stripped_but_not_host_or_content_length() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "close, X-Secret"),
+            ("connection", " Host , content-length,, bad name"),
+            ("x-secret", "1"),
+            ("host", "example"),
+            ("content-length", "2"),
+            ("transfer-encoding", "chunked"),
+            ("x-kept", "1"),
+        ] {
+            h.append(
+                HeaderName::from_static(k),
+                http::HeaderValue::from_static(v),
+            );
+        }
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-length", "host", "x-kept"]);
     }
 }
