@@ -5,11 +5,40 @@
 # hyper and bluegreen are measured ROUNDS times, alternating which goes first, and the
 # medians are compared (single runs on a 2-core machine vary by ±15%, p99 more); each
 # round is a fresh process, and peak RSS is the largest seen. Express runs once.
-# Env: DURATION (10s), CONNS (50), THREADS (1), ROUNDS (3).
+# BUILD=static measures a deployment build instead of the default one: both Rust servers
+# linked statically against glibc, and opentelemetry-aws with its regex checks replaced by
+# character checks (benches/patches/opentelemetry-aws-0.21-no-regex.patch). It is built
+# from a copy of the workspace (target/static-src), so Cargo.lock is not touched, into
+# target/static.
+# MALLOC_ARENA_MAX, when set, applies to every server measured, Express included.
+# Env: DURATION (10s), CONNS (50), THREADS (1), ROUNDS (3), BUILD (default), MALLOC_ARENA_MAX.
 source "$(dirname "$0")/common.sh"
 need wrk wrk
 command -v node >/dev/null || { echo "node is needed for the Express peer" >&2; exit 1; }
-cargo build --release -q -p bluegreen-service -p meshkit-benches --manifest-path "$ROOT/Cargo.toml"
+
+static_build() { # sets BIN to the deployment build's binaries
+  need patch patch
+  local triple tmp src
+  triple=$(rustc -vV | awk '/^host:/ {print $2}')
+  tmp=$ROOT/target/static-src
+  rm -rf "$tmp"
+  mkdir -p "$tmp/ws"
+  tar -C "$ROOT" --exclude=./target --exclude=./.git -cf - . | tar -C "$tmp/ws" -xf -
+  cargo fetch -q --manifest-path "$ROOT/Cargo.toml"
+  src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/opentelemetry-aws-0.21.0 | head -1)
+  cp -r "$src" "$tmp/opentelemetry-aws"
+  patch -s -p1 -d "$tmp/opentelemetry-aws" <"$ROOT/benches/patches/opentelemetry-aws-0.21-no-regex.patch"
+  printf '\n[patch.crates-io]\nopentelemetry-aws = { path = "../opentelemetry-aws" }\n' >>"$tmp/ws/Cargo.toml"
+  RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -q --target "$triple" \
+    --target-dir "$ROOT/target/static" --manifest-path "$tmp/ws/Cargo.toml" \
+    -p bluegreen-service -p meshkit-benches
+  BIN=$ROOT/target/static/$triple/release
+}
+case ${BUILD:-default} in
+  default) cargo build --release -q -p bluegreen-service -p meshkit-benches --manifest-path "$ROOT/Cargo.toml" ;;
+  static) static_build ;;
+  *) echo "BUILD is default or static" >&2; exit 2 ;;
+esac
 EXPRESS=$(mktemp -d)
 cp "$ROOT/benches/express/app.js" "$EXPRESS/"
 (cd "$EXPRESS" && npm install --silent --no-audit --no-fund express@4 >/dev/null)
@@ -57,5 +86,5 @@ for n, (rps, p99, rss) in d.items():
     print(f"| {n} | {rps:,.0f} | {p99:.2f} | {rss:.1f} | {each} |")
 print()
 print(f"bluegreen / hyper: throughput {b[0]/h[0]:.2f}x, p99 {b[1]/h[1]:.2f}x")
-print(f"bluegreen / express: throughput {b[0]/e[0]:.1f}x, p99 {b[1]/e[1]:.2f}x, peak RSS {b[2]/e[2]:.3f}x (1/{e[2]/b[2]:.0f})")
+print(f"bluegreen / express: throughput {b[0]/e[0]:.1f}x, p99 {b[1]/e[1]:.2f}x, peak RSS {b[2]/e[2]:.3f}x (1/{e[2]/b[2]:.1f})")
 PY

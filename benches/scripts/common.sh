@@ -39,3 +39,40 @@ wrk_run() {
   [ -z "$errors" ] || echo "  wrk: $errors" >&2
   echo "$rps $p99"
 }
+
+start_bluegreen() { # port name version: a bluegreen-service, tracing at the X-Ray default rate
+  SERVICE_PORT=$1 SERVICE_NAME=$2 SERVICE_VERSION=$3 XRAY_SAMPLING=default "$BIN/bluegreen-service" >/dev/null 2>&1 &
+  PIDS+=("$!"); wait_port "$1"
+}
+
+# nginx_conf DIR PORT BLUE_PORT GREEN_PORT MAIN_DIRECTIVES: writes DIR/nginx.conf, nginx
+# as a 90/10 weighted proxy over the two services with upstream keep-alive.
+nginx_conf() {
+  cat > "$1/nginx.conf" <<CONF
+$5
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $1/body;
+  proxy_temp_path $1/proxy;
+  fastcgi_temp_path $1/fastcgi;
+  uwsgi_temp_path $1/uwsgi;
+  scgi_temp_path $1/scgi;
+  upstream split {
+    server 127.0.0.1:$3 weight=9;
+    server 127.0.0.1:$4 weight=1;
+    keepalive 128;
+  }
+  server {
+    listen 127.0.0.1:$2;
+    location / {
+      proxy_pass http://split;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+}

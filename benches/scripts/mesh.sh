@@ -16,46 +16,16 @@ cargo build --release -q -p bluegreen-service -p traffic-client -p meshkit-bench
 WORK=$(mktemp -d)
 trap 'cleanup; rm -rf "$WORK"' EXIT
 
-start() { # port name version
-  SERVICE_PORT=$1 SERVICE_NAME=$2 SERVICE_VERSION=$3 XRAY_SAMPLING=default "$BIN/bluegreen-service" >/dev/null 2>&1 &
-  PIDS+=("$!"); wait_port "$1"
-}
 BLUE=$(free_port); GREEN=$(free_port)
-start "$BLUE" blue 1
-start "$GREEN" green 2
+start_bluegreen "$BLUE" blue 1
+start_bluegreen "$GREEN" green 2
 
 MESH=$(free_port); ADMIN=$(free_port)
 "$BIN/mesh-proxy" "$MESH" "$ADMIN" "blue=127.0.0.1:$BLUE:90" "green=127.0.0.1:$GREEN:10" >/dev/null 2>&1 &
 MESH_PID=$!; PIDS+=("$MESH_PID"); wait_port "$MESH"
 
 NGINX=$(free_port)
-cat > "$WORK/nginx.conf" <<CONF
-worker_processes auto;
-pid $WORK/nginx.pid;
-error_log $WORK/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/body;
-  proxy_temp_path $WORK/proxy;
-  fastcgi_temp_path $WORK/fastcgi;
-  uwsgi_temp_path $WORK/uwsgi;
-  scgi_temp_path $WORK/scgi;
-  upstream split {
-    server 127.0.0.1:$BLUE weight=9;
-    server 127.0.0.1:$GREEN weight=1;
-    keepalive 128;
-  }
-  server {
-    listen 127.0.0.1:$NGINX;
-    location / {
-      proxy_pass http://split;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-CONF
+nginx_conf "$WORK" "$NGINX" "$BLUE" "$GREEN" "worker_processes auto;"
 nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
 NGINX_PID=$!; PIDS+=("$NGINX_PID"); wait_port "$NGINX"
 
