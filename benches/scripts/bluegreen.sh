@@ -49,7 +49,7 @@ measure() { # name command...
   SERVICE_PORT=$port SERVICE_NAME=blue SERVICE_VERSION=1 XRAY_SAMPLING=default "$@" "$port" >/dev/null 2>&1 &
   local pid=$!; PIDS+=("$pid")
   wait_port "$port"
-  wrk -t1 -c10 -d2s "http://127.0.0.1:$port/" >/dev/null # warm-up
+  warm_up "http://127.0.0.1:$port/"
   read -r rps p99 < <(wrk_run "http://127.0.0.1:$port/")
   local rss; rss=$(peak_rss_kb "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true

@@ -27,6 +27,10 @@ wait_port() { # port: waits up to 20 s for a listener
 
 peak_rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 
+warm_up() { # url: 2 s of light load before a measured run
+  wrk -t1 -c10 -d2s "$1" >/dev/null
+}
+
 # wrk_run URL -> prints "rps p99_ms"
 wrk_run() {
   local out

@@ -45,7 +45,7 @@ stop() { kill -INT "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 instructions() { # name -> "name instructions_per_request"; PID runs under callgrind
   local url="http://127.0.0.1:$PORT/" n
-  wrk -t1 -c10 -d2s "$url" >/dev/null
+  warm_up "$url"
   callgrind_control -z "$PID" >/dev/null 2>&1
   n=$(load "$url")
   callgrind_control -d "$PID" >/dev/null 2>&1
@@ -58,7 +58,7 @@ syscalls() { # name pids... -> "name calls_per_request reads writes epoll_waits"
   local name=$1 url="http://127.0.0.1:$PORT/" n args=()
   shift
   for p in "$@"; do args+=(-p "$p"); done
-  wrk -t1 -c10 -d2s "$url" >/dev/null
+  warm_up "$url"
   strace -f -c -o "$WORK/$name.strace" "${args[@]}" 2>/dev/null &
   local tracer=$!
   sleep 1 # strace attaches

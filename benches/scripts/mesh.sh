@@ -43,7 +43,7 @@ proxy_pids() { # name
   if [ "$1" = mesh ]; then echo "$MESH_PID"; else echo "$NGINX_PID" $(pgrep -P "$NGINX_PID"); fi
 }
 bench() { # name url -> "name rps p99 cpu_us_per_request user_us_per_request"
-  wrk -t1 -c10 -d2s "$2" >/dev/null # warm-up
+  warm_up "$2"
   local pids t0 u0 t1 u1
   pids=$(proxy_pids "$1")
   # shellcheck disable=SC2086
