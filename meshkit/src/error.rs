@@ -278,7 +278,24 @@ pub enum RolloutError {
         /// The weights found.
         in_force: Weights,
     },
-    /// The route names targets other than the two versions; nothing was written.
+    /// The route is split between the two versions in a way the plan never writes
+    /// (another writer's split, or another plan's): resuming from it would adopt a state
+    /// meshkit did not write. Nothing was written. Pass `adopt` (`meshkit run --adopt`)
+    /// to carry on from it anyway.
+    #[error(
+        "route '{route}' is at {in_force}, a split this plan never writes (its steps: {}); nothing written. Put the route back on the stable version, or adopt the split explicitly (--adopt)",
+        percents(plan)
+    )]
+    NotResumable {
+        /// The route.
+        route: String,
+        /// The weights found.
+        in_force: Weights,
+        /// The plan's percentages on the new version.
+        plan: Vec<u8>,
+    },
+    /// The route names targets other than the two versions with traffic on them;
+    /// nothing was written. (Other targets at weight 0 are accepted and kept at 0.)
     #[error(
         "route '{route}' has targets other than the two versions (in force: {in_force}); nothing written"
     )]
@@ -289,9 +306,12 @@ pub enum RolloutError {
         in_force: Weights,
     },
     /// Someone else changed the route since meshkit last wrote it. The rollout stopped
-    /// without writing, and the route is left as the other writer set it.
+    /// without writing, and the route is left as the other writer set it. The weights
+    /// may be the same as meshkit's (another change to the route, or another writer that
+    /// set exactly the weights meshkit was about to write): the revisions then differ.
     #[error(
-        "route '{route}' was changed by another writer: expected {expected}, found {found}; stopped, route left as found"
+        "route '{route}' was changed by another writer: {}; stopped, route left as found",
+        concurrent(expected, expected_revision.as_deref(), found, found_revision.as_deref())
     )]
     ConcurrentWriter {
         /// The route.
@@ -300,6 +320,10 @@ pub enum RolloutError {
         expected: Weights,
         /// What it found.
         found: Weights,
+        /// The revision meshkit expected (see [`crate::traffic::Observed::revision`]).
+        expected_revision: Option<String>,
+        /// The revision found.
+        found_revision: Option<String>,
     },
     /// The route could not be read or written to confirm the last step (for example at
     /// promotion). `last_written` is what meshkit last wrote and read back.
@@ -331,6 +355,28 @@ pub enum RolloutError {
     },
 }
 
+fn concurrent(
+    expected: &Weights,
+    expected_rev: Option<&str>,
+    found: &Weights,
+    found_rev: Option<&str>,
+) -> String {
+    let revs = match (expected_rev, found_rev) {
+        (Some(a), Some(b)) if a != b => format!(" (version {a} \u{2192} {b})"),
+        _ => String::new(),
+    };
+    if expected == found {
+        format!("route changed{revs}, same weights {found}")
+    } else {
+        format!("expected {expected}, found {found}{revs}")
+    }
+}
+
+fn percents(plan: &[u8]) -> String {
+    let parts: Vec<String> = plan.iter().map(|p| format!("{p}%")).collect();
+    parts.join(", ")
+}
+
 fn show(w: Option<&Weights>) -> String {
     w.map_or_else(
         || "unknown (route unreadable)".to_owned(),
@@ -343,9 +389,9 @@ impl RolloutError {
     /// `None` when the route could not be read (or the error came before any read).
     pub fn in_force(&self) -> Option<&Weights> {
         match self {
-            Self::NotAtStart { in_force, .. } | Self::UnexpectedTargets { in_force, .. } => {
-                Some(in_force)
-            }
+            Self::NotAtStart { in_force, .. }
+            | Self::UnexpectedTargets { in_force, .. }
+            | Self::NotResumable { in_force, .. } => Some(in_force),
             Self::ConcurrentWriter { found, .. } => Some(found),
             Self::RollbackFailed { in_force, .. } | Self::Unconfirmed { in_force, .. } => {
                 in_force.as_ref()
@@ -361,6 +407,7 @@ impl RolloutError {
             Self::Config(_)
                 | Self::Start { .. }
                 | Self::NotAtStart { .. }
+                | Self::NotResumable { .. }
                 | Self::UnexpectedTargets { .. }
         )
     }

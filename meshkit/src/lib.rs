@@ -56,7 +56,8 @@
 //!
 //! let outcome = rollout.run().await?;
 //! assert!(outcome.is_promoted());
-//! assert_eq!(router.weights("checkout"), Some(Weights::new([("v1", 0), ("v2", 100)])?));
+//! // After promotion v1 is taken off the route: the next rollout starts from v2.
+//! assert_eq!(router.weights("checkout"), Some(Weights::new([("v2", 100)])?));
 //! # Ok(())
 //! # }
 //! ```
@@ -107,6 +108,10 @@ pub mod global {
     pub use opentelemetry::global::BoxedTracer;
 }
 
+/// The `#[async_trait]` attribute that [`traffic::TrafficRouter`],
+/// [`health::HealthCheck`] and [`fleet::Fleet`] implementations need, re-exported so
+/// an implementation needs no dependency of its own: `use meshkit::async_trait;`.
+pub use async_trait::async_trait;
 pub use error::{ConfigError, FleetError, RolloutError, TrafficError, WeightsError};
 pub use rollout::{Outcome, Rollout, RolloutBuilder, RolloutHandle};
 

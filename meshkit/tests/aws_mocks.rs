@@ -191,7 +191,8 @@ async fn throttled_and_conflicting_writes_are_retried_to_promotion() {
     let mut events = rollout.events();
     let outcome = rollout.run().await.unwrap();
     assert!(matches!(outcome, Outcome::Promoted { .. }), "{outcome}");
-    assert_eq!(state.lock().unwrap().applied, 3);
+    // 10%, 50%, 100%, then the route without the stable node.
+    assert_eq!(state.lock().unwrap().applied, 4);
     let mut retries = Vec::new();
     while let Some(e) = events.recv().await {
         if let Event::WriteRetry { error, .. } = e {
@@ -213,11 +214,8 @@ async fn a_write_whose_response_is_lost_is_recognised_on_the_next_read() {
     assert!(matches!(outcome, Outcome::Promoted { .. }), "{outcome}");
     let mesh = state.lock().unwrap();
     // The lost write took effect; it is not mistaken for another writer.
-    assert_eq!(
-        mesh.targets,
-        vec![("distributorV1".into(), 0), ("distributorV2".into(), 100)]
-    );
-    assert!(mesh.applied <= 4, "applied {} updates", mesh.applied);
+    assert_eq!(mesh.targets, vec![("distributorV2".into(), 100)]);
+    assert!(mesh.applied <= 5, "applied {} updates", mesh.applied);
 }
 
 #[tokio::test(start_paused = true)]

@@ -17,6 +17,7 @@ use common::{ROUTE, router, split};
 use meshkit::health::Verdict;
 use meshkit::rollout::InconclusivePolicy;
 use meshkit::strategy::{BlueGreen, Canary, CanaryBlueGreen, Linear};
+use meshkit::traffic::Weights;
 use meshkit::{Outcome, Rollout, RolloutError};
 use meshkit_testing::{Fault, InMemoryFleet, InMemoryRouter, ScriptedHealthCheck};
 
@@ -125,9 +126,11 @@ async fn one(seed: u64, tally: &mut Tally) {
     }
     match result {
         Ok(Outcome::Promoted { weights, .. }) => {
-            assert_eq!(
-                truth,
-                split(100),
+            // The stable version is taken off the route after promotion; when that
+            // last write fails it stays at 0 (a warning event says so).
+            let alone = Weights::new([("v2", 100)]).unwrap();
+            assert!(
+                truth == alone || truth == split(100),
                 "seed {seed}: promoted but route at {truth}"
             );
             assert_eq!(weights, truth, "seed {seed}");

@@ -289,7 +289,7 @@ async fn invalid_routes_are_refused_before_any_write() {
     let r = InMemoryRouter::new();
     r.insert(
         ROUTE,
-        Weights::new([("v1", 100), ("v2", 0), ("v3", 0)]).unwrap(),
+        Weights::new([("v1", 90), ("v2", 0), ("v3", 10)]).unwrap(),
     );
     let err = refused(&r, base(&r)).await;
     assert!(

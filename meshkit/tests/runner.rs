@@ -4,12 +4,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ROUTE, canary, router, run, split};
+use common::{ROUTE, alone, canary, router, run, split};
 use meshkit::health::Verdict;
 use meshkit::rollout::{Event, InconclusivePolicy, RollbackReason};
 use meshkit::strategy::{BlueGreen, Canary, Linear};
+use meshkit::traffic::Weights;
 use meshkit::{Outcome, Rollout, RolloutError};
-use meshkit_testing::{ChangedBy, Fault, FleetCall, InMemoryFleet, ScriptedHealthCheck};
+use meshkit_testing::{
+    ChangedBy, Fault, FleetCall, InMemoryFleet, InMemoryRouter, ScriptedHealthCheck,
+};
 
 #[tokio::test(start_paused = true)]
 async fn healthy_canary_walks_the_exact_weights_and_is_promoted() {
@@ -22,9 +25,9 @@ async fn healthy_canary_walks_the_exact_weights_and_is_promoted() {
     );
     assert_eq!(
         r.writes(ROUTE),
-        vec![split(5), split(25), split(50), split(100)]
+        vec![split(5), split(25), split(50), split(100), alone()]
     );
-    assert_eq!(r.weights(ROUTE), Some(split(100)));
+    assert_eq!(r.weights(ROUTE), Some(alone()));
     // Each step baked 60 s: 4 steps, about 240 s of (paused) time.
     let Outcome::Promoted { elapsed, .. } = outcome else {
         unreachable!()
@@ -86,7 +89,8 @@ async fn a_thirty_minute_rollout_takes_well_under_a_second() {
         "wall time {:?}",
         wall.elapsed()
     );
-    assert_eq!(r.writes(ROUTE).len(), 10);
+    // Ten steps, then v1 taken off the route.
+    assert_eq!(r.writes(ROUTE).len(), 11);
 }
 
 #[tokio::test(start_paused = true)]
@@ -269,7 +273,7 @@ async fn promote_now_skips_to_the_cutover_and_keeps_its_bake() {
         "{outcome}"
     );
     // Taken in the check round before the first shift: no canary step was written.
-    assert_eq!(r.writes(ROUTE), vec![split(100)]);
+    assert_eq!(r.writes(ROUTE), vec![split(100), alone()]);
     // The cutover was checked first (no healthy verdict yet) and still baked (6).
     assert_eq!(check.contexts().iter().filter(|c| c.stage == 3).count(), 7);
 }
@@ -322,7 +326,11 @@ async fn blue_green_provisions_checks_without_traffic_then_retires_blue() {
         .unwrap();
     let outcome = rollout.run().await.unwrap();
     assert!(outcome.is_promoted(), "{outcome}");
-    assert_eq!(r.writes(ROUTE), vec![split(100)], "a single cutover");
+    assert_eq!(
+        r.writes(ROUTE),
+        vec![split(100), alone()],
+        "a single cutover, then blue off the route"
+    );
     assert_eq!(
         fleet.calls(),
         vec![
@@ -426,7 +434,7 @@ async fn writes_are_retried_through_faults_and_verified() {
     assert!(task.await.unwrap().unwrap().is_promoted());
     assert!(retries >= 3, "{retries}");
     assert_eq!(verified, 4);
-    assert_eq!(r.weights(ROUTE), Some(split(100)));
+    assert_eq!(r.weights(ROUTE), Some(alone()));
 }
 
 #[tokio::test(start_paused = true)]
@@ -474,8 +482,20 @@ async fn resume_continues_from_the_weights_found() {
         .resume(true)
         .build()
         .unwrap();
+    let mut events = rollout.events();
     assert!(rollout.run().await.unwrap().is_promoted());
-    assert_eq!(r.writes(ROUTE), vec![split(50), split(100)]);
+    // The 25% step runs again (its bake starts over) and writes nothing.
+    assert_eq!(r.writes(ROUTE), vec![split(50), split(100), alone()]);
+    let mut seen = Vec::new();
+    while let Some(e) = events.recv().await {
+        seen.push(e);
+    }
+    assert!(
+        matches!(&seen[0], Event::Started { from_stage: 1, .. }),
+        "{:?}",
+        seen[0]
+    );
+    assert!(seen.contains(&Event::AlreadyInForce { weights: split(25) }));
 
     let r = router();
     r.external_write(ROUTE, split(25));
@@ -509,6 +529,7 @@ async fn events_tell_the_whole_story_in_order() {
             Event::Started { .. } => "started",
             Event::StageStarted { .. } => "stage",
             Event::WeightsWritten { .. } => "written",
+            Event::TargetRemoved { .. } => "removed",
             Event::Verdict { .. } => "verdict",
             Event::Done { .. } => "done",
             other => panic!("unexpected {other}"),
@@ -519,7 +540,7 @@ async fn events_tell_the_whole_story_in_order() {
         kinds,
         [
             "started", "stage", "verdict", "written", "verdict", "stage", "written", "verdict",
-            "stage", "done"
+            "stage", "removed", "done"
         ]
     );
 }
@@ -639,4 +660,191 @@ async fn the_check_round_before_a_shift_can_be_turned_off() {
     assert!(!outcome.is_promoted(), "{outcome}");
     assert_eq!(r.writes(ROUTE), vec![split(5), split(0)]);
     assert!(check.contexts().iter().all(|c| c.weights == split(5)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_refuses_a_split_the_plan_never_writes_unless_adopted() {
+    // 30% is another writer's split: the 5/25/50/100 plan never writes it.
+    let r = router();
+    r.external_write(ROUTE, split(30));
+    let err = canary(&r, ScriptedHealthCheck::healthy())
+        .resume(true)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap_err();
+    match &err {
+        RolloutError::NotResumable { in_force, plan, .. } => {
+            assert_eq!(*in_force, split(30));
+            assert_eq!(*plan, vec![5, 25, 50, 100]);
+        }
+        other => panic!("{other}"),
+    }
+    assert!(err.nothing_written());
+    assert!(err.to_string().contains("--adopt"), "{err}");
+    assert!(r.writes(ROUTE).is_empty());
+
+    // Adopted explicitly: carries on from the first step at or above 30%.
+    let r = router();
+    r.external_write(ROUTE, split(30));
+    let outcome = canary(&r, ScriptedHealthCheck::healthy())
+        .resume(true)
+        .adopt(true)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(outcome.is_promoted(), "{outcome}");
+    assert_eq!(r.writes(ROUTE), vec![split(50), split(100), alone()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_writer_setting_exactly_the_next_step_is_not_adopted() {
+    // During the 25% bake, another writer sets 50/50: the very next step's weights.
+    let r = router();
+    let rollout = canary(&r, ScriptedHealthCheck::healthy()).build().unwrap();
+    let mut events = rollout.events();
+    let task = tokio::spawn(rollout.run());
+    let mut seen = Vec::new();
+    while let Some(e) = events.recv().await {
+        let at_25 = e == Event::WeightsWritten { weights: split(25) };
+        seen.push(e);
+        if at_25 {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    r.external_write(ROUTE, split(50));
+    let err = task.await.unwrap().unwrap_err();
+    match &err {
+        RolloutError::ConcurrentWriter {
+            expected,
+            found,
+            expected_revision,
+            found_revision,
+            ..
+        } => {
+            assert_eq!(*expected, split(25));
+            assert_eq!(*found, split(50));
+            assert_eq!(expected_revision.as_deref(), Some("3"));
+            assert_eq!(found_revision.as_deref(), Some("4"));
+        }
+        other => panic!("{other}"),
+    }
+    // Left as the other writer set it; meshkit wrote 5% and 25% only.
+    assert_eq!(r.weights(ROUTE), Some(split(50)));
+    assert_eq!(r.writes(ROUTE), vec![split(5), split(25)]);
+    while let Some(e) = events.recv().await {
+        seen.push(e);
+    }
+    let written: Vec<_> = seen
+        .iter()
+        .filter_map(|e| match e {
+            Event::WeightsWritten { weights } => Some(weights.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        written,
+        vec![split(5), split(25)],
+        "no write claimed for 50%"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_writer_is_seen_within_one_check_interval_not_at_the_next_step() {
+    let r = router();
+    let rollout = canary(&r, ScriptedHealthCheck::healthy()).build().unwrap();
+    let mut events = rollout.events();
+    let task = tokio::spawn(rollout.run());
+    // Wait for the 5% write, then change the route 15 s into the 60 s bake.
+    while let Some(e) = events.recv().await {
+        if matches!(e, Event::WeightsWritten { .. }) {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let changed_at = tokio::time::Instant::now();
+    r.external_write(ROUTE, split(5));
+    let err = task.await.unwrap().unwrap_err();
+    // Same weights, another revision: still another writer's change.
+    assert!(
+        matches!(&err, RolloutError::ConcurrentWriter { expected, found, .. } if expected == found),
+        "{err}"
+    );
+    assert!(err.to_string().contains("same weights"), "{err}");
+    assert!(err.to_string().contains("version 2 \u{2192} 3"), "{err}");
+    assert!(
+        changed_at.elapsed() <= Duration::from_secs(10),
+        "noticed after {:?}",
+        changed_at.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_at_stage_zero_writes_nothing_and_says_so() {
+    let r = router();
+    // The check round before the first shift fails: no traffic was ever shifted.
+    let rollout = canary(&r, ScriptedHealthCheck::fail_after(0, "probe failed"))
+        .build()
+        .unwrap();
+    let mut events = rollout.events();
+    let outcome = rollout.run().await.unwrap();
+    assert!(!outcome.is_promoted(), "{outcome}");
+    assert!(r.writes(ROUTE).is_empty());
+    let mut seen = Vec::new();
+    while let Some(e) = events.recv().await {
+        seen.push(e);
+    }
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, Event::WeightsWritten { .. })),
+        "{seen:?}"
+    );
+    let said = seen
+        .iter()
+        .find(|e| matches!(e, Event::AlreadyInForce { .. }))
+        .map(ToString::to_string);
+    assert_eq!(
+        said.as_deref(),
+        Some("already at v1=100 v2=0, nothing written")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn back_to_back_rollouts_v1_to_v4_each_promote() {
+    let r = InMemoryRouter::new();
+    r.insert(ROUTE, Weights::new([("v1", 100)]).unwrap());
+    for (from, to) in [("v1", "v2"), ("v2", "v3"), ("v3", "v4")] {
+        let outcome = Rollout::builder()
+            .router(r.clone())
+            .route(ROUTE)
+            .from(from)
+            .to(to)
+            .strategy(Canary::steps([10, 100]).bake(Duration::from_secs(30)))
+            .check(ScriptedHealthCheck::healthy())
+            .build()
+            .unwrap()
+            .run()
+            .await
+            .unwrap_or_else(|e| panic!("{from}->{to}: {e}"));
+        assert!(outcome.is_promoted(), "{from}->{to}: {outcome}");
+        assert_eq!(r.weights(ROUTE), Some(Weights::new([(to, 100)]).unwrap()));
+    }
+    // A leftover target at weight 0 (left by another tool) is kept at 0, not refused.
+    let r = InMemoryRouter::new();
+    r.insert(ROUTE, Weights::new([("v0", 0), ("v1", 100)]).unwrap());
+    let outcome = run(canary(&r, ScriptedHealthCheck::healthy())).await;
+    assert!(outcome.is_promoted(), "{outcome}");
+    assert_eq!(
+        r.writes(ROUTE)[0],
+        Weights::new([("v0", 0), ("v1", 95), ("v2", 5)]).unwrap()
+    );
+    assert_eq!(
+        r.weights(ROUTE),
+        Some(Weights::new([("v0", 0), ("v2", 100)]).unwrap())
+    );
 }

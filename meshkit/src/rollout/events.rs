@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
 use super::{Outcome, RollbackReason};
 use crate::health::Verdict;
@@ -39,9 +40,24 @@ pub enum Event {
         /// The error, in words.
         error: String,
     },
-    /// New weights were written and read back from the route.
+    /// New weights were written and read back from the route. Emitted only after a
+    /// write of meshkit's own (see [`Event::AlreadyInForce`]).
     WeightsWritten {
         /// The weights.
+        weights: Weights,
+    },
+    /// The weights a step (or the rollback) asks for were already in force, as meshkit
+    /// itself left them: nothing was written.
+    AlreadyInForce {
+        /// The weights read from the route.
+        weights: Weights,
+    },
+    /// After promotion, the stable version was taken off the route (written and read
+    /// back), so the next rollout starts from a route with one target.
+    TargetRemoved {
+        /// The target removed.
+        target: String,
+        /// The weights read back.
         weights: Weights,
     },
     /// The data plane reported applying the weights (only backends that can tell).
@@ -116,6 +132,12 @@ impl fmt::Display for Event {
             Self::WeightsWritten { weights } => {
                 write!(f, "weights written and read back: {weights}")
             }
+            Self::AlreadyInForce { weights } => {
+                write!(f, "already at {weights}, nothing written")
+            }
+            Self::TargetRemoved { target, weights } => {
+                write!(f, "removed '{target}' from the route: {weights}")
+            }
             Self::WeightsVerified { applied } => write!(f, "data plane applies {applied}"),
             Self::Verdict {
                 stage,
@@ -137,6 +159,24 @@ impl fmt::Display for Event {
             Self::Stopped { error, .. } => write!(f, "stopped: {error}"),
             Self::Missed { count } => write!(f, "({count} events missed)"),
         }
+    }
+}
+
+/// Sends events stamped with the rollout's elapsed time, and logs them.
+pub(crate) struct Emitter {
+    tx: broadcast::Sender<(Duration, Event)>,
+    start: Instant,
+}
+
+impl Emitter {
+    pub(crate) fn new(tx: broadcast::Sender<(Duration, Event)>, start: Instant) -> Self {
+        Self { tx, start }
+    }
+
+    pub(crate) fn send(&self, event: Event) {
+        tracing::info!(event = %event, "rollout");
+        // No receivers is fine: events are optional.
+        let _ = self.tx.send((self.start.elapsed(), event));
     }
 }
 

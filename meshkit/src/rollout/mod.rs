@@ -5,7 +5,9 @@ mod handle;
 mod outcome;
 mod policy;
 mod runner;
+mod set;
 mod stage;
+mod tally;
 mod writer;
 
 use std::fmt;
@@ -19,6 +21,7 @@ pub use events::{Event, Events};
 pub use handle::{Ended, RolloutHandle};
 pub use outcome::{Outcome, RollbackReason};
 pub use policy::{Backoff, InconclusivePolicy, Policy};
+pub use set::{SetReport, SetWeights};
 
 use crate::error::{ConfigError, RolloutError};
 use crate::fleet::Fleet;
@@ -240,8 +243,18 @@ impl RolloutBuilder {
     );
     policy_setter!(
         /// Resume from the weights found on the route instead of refusing a route that
-        /// is not at 100% stable. Default: false.
+        /// is not at 100% stable. Only a split this plan writes is resumed from (the
+        /// step that wrote it runs again, writing nothing); any other split is refused
+        /// with [`RolloutError::NotResumable`] unless [`adopt`](Self::adopt) is set.
+        /// Default: false.
         resume: bool
+    );
+    policy_setter!(
+        /// With [`resume`](Self::resume): carry on from any split between the two
+        /// versions, even one this plan never writes (set by a person or another tool),
+        /// from the first step at or above it. An explicit operator's choice; meshkit
+        /// never adopts a foreign state on its own. Default: false.
+        adopt: bool
     );
     policy_setter!(
         /// After promotion, how long to keep the stable version running (and the checks

@@ -13,6 +13,21 @@ pub enum InconclusivePolicy {
     /// Keep evaluating: the stage cannot pass until a healthy verdict, and the overall
     /// deadline bounds the wait (Argo Rollouts' "inconclusive pauses").
     Wait,
+    /// Count an inconclusive verdict as healthy: the AWS canary pipeline's semantics,
+    /// where "no data" passes. Opt in only where no data really means no errors (a
+    /// service whose error metric is only written when an error happens); otherwise a
+    /// new version that serves no traffic at all is promoted.
+    Pass,
+}
+
+impl std::fmt::Display for InconclusivePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::FailAfter(n) => write!(f, "roll back after {n} inconclusive in a row"),
+            Self::Wait => f.write_str("wait for a healthy verdict (deadline bounds it)"),
+            Self::Pass => f.write_str("count inconclusive as healthy (the canary pipeline's rule)"),
+        }
+    }
 }
 
 impl Default for InconclusivePolicy {
@@ -44,14 +59,30 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// The delay before attempt `attempt + 1` (attempt counts from 1), with jitter from
-    /// `rng` in [50%, 100%] of the exponential value.
-    pub fn delay(&self, attempt: u32, rng: &mut fastrand::Rng) -> Duration {
+    /// The delay before attempt `attempt + 1` (attempt counts from 1): the exponential
+    /// value, capped at [`max`](Self::max), scaled into [50%, 100%] by `jitter`, a
+    /// random number in `0.0..=1.0` you supply (values outside are clamped).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use meshkit::rollout::Backoff;
+    ///
+    /// let b = Backoff::default();
+    /// assert_eq!(b.delay(1, 1.0), Duration::from_millis(200));
+    /// assert_eq!(b.delay(2, 0.0), Duration::from_millis(200));
+    /// assert_eq!(b.delay(20, 1.0), Duration::from_secs(5));
+    /// ```
+    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
         let exp = self
             .initial
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
         let capped = exp.min(self.max);
-        capped.mul_f64(0.5 + rng.f64() * 0.5)
+        let jitter = if jitter.is_finite() {
+            jitter.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        capped.mul_f64(0.5 + jitter * 0.5)
     }
 }
 
@@ -69,6 +100,7 @@ pub struct Policy {
     pub(crate) rollback_deadline: Duration,
     pub(crate) ready_timeout: Duration,
     pub(crate) resume: bool,
+    pub(crate) adopt: bool,
     pub(crate) rollback_window: Duration,
     pub(crate) check_before_shift: bool,
 }
@@ -86,6 +118,7 @@ impl Default for Policy {
             rollback_deadline: Duration::from_secs(300),
             ready_timeout: Duration::from_secs(600),
             resume: false,
+            adopt: false,
             rollback_window: Duration::ZERO,
             check_before_shift: true,
         }
@@ -98,6 +131,21 @@ impl Policy {
     /// comes on top.
     pub fn detection_bound(&self) -> Duration {
         self.check_interval.saturating_mul(self.failure_threshold) + self.check_timeout
+    }
+
+    /// What inconclusive verdicts mean under this policy.
+    pub fn inconclusive(&self) -> InconclusivePolicy {
+        self.inconclusive
+    }
+
+    /// The interval between check rounds while a stage bakes.
+    pub fn check_interval(&self) -> Duration {
+        self.check_interval
+    }
+
+    /// Consecutive unhealthy verdicts that roll back.
+    pub fn failure_threshold(&self) -> u32 {
+        self.failure_threshold
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
@@ -149,12 +197,19 @@ mod tests {
     #[test]
     fn backoff_grows_and_caps() {
         let b = Backoff::default();
-        let mut rng = fastrand::Rng::with_seed(7);
-        let d1 = b.delay(1, &mut rng);
-        assert!(d1 >= Duration::from_millis(100) && d1 <= Duration::from_millis(200));
-        let d10 = b.delay(10, &mut rng);
-        assert!(d10 <= Duration::from_secs(5) && d10 >= Duration::from_millis(2500));
-        assert!(b.delay(u32::MAX, &mut rng) <= Duration::from_secs(5));
+        for (attempt, jitter, expected) in [
+            (1, 0.0, Duration::from_millis(100)),
+            (1, 1.0, Duration::from_millis(200)),
+            (2, 1.0, Duration::from_millis(400)),
+            (10, 0.0, Duration::from_millis(2500)),
+            (10, 1.0, Duration::from_secs(5)),
+            (u32::MAX, 1.0, Duration::from_secs(5)),
+            (1, -3.0, Duration::from_millis(100)),
+            (1, 7.0, Duration::from_millis(200)),
+            (1, f64::NAN, Duration::from_millis(200)),
+        ] {
+            assert_eq!(b.delay(attempt, jitter), expected, "{attempt} {jitter}");
+        }
     }
 
     #[test]

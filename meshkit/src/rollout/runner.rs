@@ -7,27 +7,14 @@ use opentelemetry::{Context, KeyValue};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
-use super::events::Event;
+use super::events::{Emitter, Event};
 use super::handle::Control;
-use super::writer::{Budget, WriteFail, Writer};
+use super::tally::Tally;
+use super::writer::{Applied, Budget, WriteFail, Writer};
 use super::{Config, Outcome, RollbackReason};
 use crate::error::{RolloutError, WeightsError};
-use crate::strategy::{Decision, Input, Position, Stage};
-use crate::traffic::{Observed, Weights};
-
-/// Sends events stamped with the rollout's elapsed time, and logs them.
-pub(crate) struct Emitter {
-    tx: broadcast::Sender<(Duration, Event)>,
-    start: Instant,
-}
-
-impl Emitter {
-    pub(crate) fn send(&self, event: Event) {
-        tracing::info!(event = %event, "rollout");
-        // No receivers is fine: events are optional.
-        let _ = self.tx.send((self.start.elapsed(), event));
-    }
-}
+use crate::strategy::{Decision, Input, Position};
+use crate::traffic::{Observed, Weights, client_token};
 
 /// What one stage ended with.
 pub(crate) enum StageEnd {
@@ -43,10 +30,10 @@ pub(crate) struct Runner {
     pub(crate) control: mpsc::UnboundedReceiver<Control>,
     pub(crate) paused: bool,
     pub(crate) control_open: bool,
-    pub(crate) failures: u32,
-    pub(crate) inconclusive: u32,
-    /// When the checks last said healthy.
-    pub(crate) last_healthy: Option<Instant>,
+    pub(crate) tally: Tally,
+    /// Targets found on the route at weight 0 besides the two versions (an earlier
+    /// version another tool left there): kept at 0 in every write.
+    pub(crate) zeros: Vec<String>,
     pub(crate) deadline: Instant,
     pub(crate) started: Instant,
     pub(crate) span_cx: Context,
@@ -71,13 +58,12 @@ impl Runner {
         let deadline = started + cfg.policy.deadline;
         Self {
             cfg,
-            emit: Emitter { tx, start: started },
+            emit: Emitter::new(tx, started),
             control,
             paused: false,
             control_open: true,
-            failures: 0,
-            inconclusive: 0,
-            last_healthy: None,
+            tally: Tally::default(),
+            zeros: Vec::new(),
             deadline,
             started,
             span_cx,
@@ -130,18 +116,8 @@ impl Runner {
     }
 
     async fn run_inner(&mut self) -> Result<Outcome, RolloutError> {
-        let (mut writer, from_stage) = self.start().await?;
+        let (mut writer, mut decision) = self.start().await?;
         let strategy = self.cfg.strategy.clone();
-        let mut decision = match from_stage {
-            0 => strategy.decide(Position { stage: None }, &Input::Start),
-            index => match strategy.stages().get(index) {
-                Some(stage) => Decision::Run {
-                    index,
-                    stage: *stage,
-                },
-                None => Decision::Promote,
-            },
-        };
         let mut position = None;
         let mut manual = false;
         loop {
@@ -172,8 +148,9 @@ impl Runner {
         }
     }
 
-    /// Reads the route, checks it can be rolled out, and picks the first stage.
-    async fn start(&mut self) -> Result<(Writer, usize), RolloutError> {
+    /// Reads the route, checks it can be rolled out, and asks the strategy where to
+    /// begin: at the start, or (resuming) at the stage whose weights are in force.
+    async fn start(&mut self) -> Result<(Writer, Decision), RolloutError> {
         let cfg = &self.cfg;
         let budget = self.write_budget();
         let seed = cfg.id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
@@ -199,34 +176,47 @@ impl Runner {
                 source,
             })?;
         let route = cfg.route.to_string();
-        if found
+        let others: Vec<(&str, u8)> = found
             .weights
             .iter()
-            .any(|(t, _)| t != cfg.stable && t != cfg.candidate)
-        {
+            .filter(|(t, _)| *t != cfg.stable && *t != cfg.candidate)
+            .collect();
+        if others.iter().any(|(_, w)| *w > 0) {
             return Err(RolloutError::UnexpectedTargets {
                 route,
                 in_force: found.weights,
             });
         }
+        let zeros: Vec<String> = others.iter().map(|(t, _)| (*t).to_owned()).collect();
         let new_pct = found.weights.percent(&cfg.candidate);
-        let at_start = found.weights.is_all_on(&cfg.stable);
-        let from_stage = if at_start {
-            0
-        } else if cfg.policy.resume && found.weights.percent(&cfg.stable) + new_pct == 100 {
-            let stages = cfg.strategy.stages();
-            stages
-                .iter()
-                .position(
-                    |s| matches!(s, Stage::Shift { new_percent, .. } if *new_percent >= new_pct),
-                )
-                .unwrap_or(stages.len())
-        } else {
+        let strategy = cfg.strategy.clone();
+        let decision = if found.weights.is_all_on(&cfg.stable) {
+            strategy.decide(Position { stage: None }, &Input::Start)
+        } else if !cfg.policy.resume {
             return Err(RolloutError::NotAtStart {
                 route,
                 stable: cfg.stable.clone(),
                 in_force: found.weights,
             });
+        } else {
+            match strategy.resume(new_pct, cfg.policy.adopt) {
+                Some(decision) => decision,
+                None => {
+                    return Err(RolloutError::NotResumable {
+                        route,
+                        in_force: found.weights,
+                        plan: strategy
+                            .stages()
+                            .iter()
+                            .filter_map(|s| s.new_percent())
+                            .collect(),
+                    });
+                }
+            }
+        };
+        let from_stage = match &decision {
+            Decision::Run { index, .. } => *index,
+            _ => strategy.stages().len(),
         };
         self.emit.send(Event::Started {
             id: cfg.id.clone(),
@@ -241,12 +231,37 @@ impl Runner {
             found,
             seed,
         );
-        Ok((writer, from_stage))
+        self.zeros = zeros;
+        Ok((writer, decision))
     }
 
-    /// The two-version split; the names were validated by the builder.
+    /// The two-version split with `new_percent` on the new version, and any leftover
+    /// targets found at weight 0 kept at 0. The names were validated by the builder.
     pub(crate) fn split(&self, new_percent: u8) -> Result<Weights, WeightsError> {
-        Weights::split(&self.cfg.stable, &self.cfg.candidate, new_percent)
+        let stable = 100 - u32::from(new_percent.min(100));
+        Weights::new(
+            [
+                (self.cfg.stable.as_str(), stable),
+                (self.cfg.candidate.as_str(), 100 - stable),
+            ]
+            .into_iter()
+            .chain(self.zeros.iter().map(|t| (t.as_str(), 0))),
+        )
+    }
+
+    /// The token of one write of this rollout: at most 36 characters.
+    pub(crate) fn token(&self, step: &str) -> String {
+        client_token(&self.cfg.id, step)
+    }
+
+    /// Emits what a write did: written, or already in force.
+    pub(crate) fn emit_applied(&self, applied: &Applied) {
+        let weights = applied.seen.weights.clone();
+        self.emit.send(if applied.wrote {
+            Event::WeightsWritten { weights }
+        } else {
+            Event::AlreadyInForce { weights }
+        });
     }
 
     async fn promote(
@@ -264,12 +279,13 @@ impl Runner {
             let target = self
                 .split(100)
                 .map_err(|e| RolloutError::Config(e.into()))?;
-            let token = format!("{}-final", self.cfg.id);
+            let token = self.token("final");
             let last = writer.known().clone();
-            writer
+            let applied = writer
                 .apply(&target, &token, budget, &self.emit)
                 .await
                 .map_err(|f| self.stop_error(f, None, &last))?;
+            self.emit_applied(&applied);
         }
         Ok(Outcome::Promoted {
             weights: writer.known().clone(),
@@ -292,16 +308,15 @@ impl Runner {
             vec![KeyValue::new("reason", reason.to_string())],
         );
         let target = self.split(0).map_err(|e| RolloutError::Config(e.into()))?;
-        let token = format!("{}-rollback", self.cfg.id);
+        let token = self.token("rollback");
         let budget = Budget {
             max_attempts: None,
             until: Instant::now() + self.cfg.policy.rollback_deadline,
         };
         match writer.apply(&target, &token, budget, &self.emit).await {
-            Ok(seen) => {
-                self.emit.send(Event::WeightsWritten {
-                    weights: seen.weights.clone(),
-                });
+            Ok(applied) => {
+                self.emit_applied(&applied);
+                let seen = applied.seen;
                 if let Some(fleet) = &self.cfg.fleet
                     && let Err(e) = fleet.retire(&self.cfg.candidate).await
                 {
@@ -337,8 +352,10 @@ impl Runner {
         match (fail, rollback) {
             (WriteFail::Concurrent { expected, found }, _) => RolloutError::ConcurrentWriter {
                 route,
-                expected,
-                found,
+                expected: expected.weights,
+                found: found.weights,
+                expected_revision: expected.revision,
+                found_revision: found.revision,
             },
             (WriteFail::Failed { error, in_force }, Some(reason)) => RolloutError::RollbackFailed {
                 route,

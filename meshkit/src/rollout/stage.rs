@@ -9,12 +9,13 @@ use tokio::time::{Instant, sleep_until, timeout};
 use super::RollbackReason;
 use super::events::Event;
 use super::handle::Control;
-use super::policy::InconclusivePolicy;
 use super::runner::{Runner, StageEnd};
+use super::tally::{Judgement, gate_needed};
 use super::writer::{WriteFail, Writer};
 use crate::error::RolloutError;
 use crate::health::{CheckContext, Verdict};
 use crate::strategy::Stage;
+use crate::traffic::Weights;
 
 impl Runner {
     pub(crate) async fn run_stage(
@@ -71,13 +72,11 @@ impl Runner {
                         end => return end,
                     }
                 }
-                let token = format!("{}-{index}", self.cfg.id);
+                let token = self.token(&index.to_string());
                 let budget = self.write_budget();
                 match writer.apply(&target, &token, budget, &self.emit).await {
-                    Ok(seen) => {
-                        self.emit.send(Event::WeightsWritten {
-                            weights: seen.weights,
-                        });
+                    Ok(applied) => {
+                        self.emit_applied(&applied);
                         if let Some(applied) = writer.applied().await {
                             self.emit.send(Event::WeightsVerified { applied });
                         }
@@ -105,6 +104,9 @@ impl Runner {
                     let last = writer.known().clone();
                     return StageEnd::Stop(self.stop_error(fail, None, &last));
                 }
+                if let Err(end) = self.remove_stable(writer).await {
+                    return end;
+                }
                 if let Some(fleet) = &self.cfg.fleet
                     && let Err(e) = fleet.retire(&self.cfg.stable).await
                 {
@@ -113,6 +115,47 @@ impl Runner {
                     });
                 }
                 StageEnd::Passed
+            }
+        }
+    }
+
+    /// Takes the stable version off the route after promotion, as the AWS canary
+    /// pipeline did, so the next rollout (new → newer) finds only its own versions.
+    async fn remove_stable(&mut self, writer: &mut Writer) -> Result<(), StageEnd> {
+        let stable = self.cfg.stable.clone();
+        if writer.known().get(&stable).is_none() {
+            return Ok(());
+        }
+        let pairs = std::iter::once((self.cfg.candidate.as_str(), 100))
+            .chain(self.zeros.iter().map(|t| (t.as_str(), 0)));
+        let target = match Weights::new(pairs) {
+            Ok(t) => t,
+            Err(e) => return Err(StageEnd::Stop(RolloutError::Config(e.into()))),
+        };
+        let token = self.token("retire");
+        match writer
+            .apply(&target, &token, self.write_budget(), &self.emit)
+            .await
+        {
+            Ok(applied) => {
+                self.emit.send(Event::TargetRemoved {
+                    target: stable,
+                    weights: applied.seen.weights,
+                });
+                Ok(())
+            }
+            Err(WriteFail::Failed { error, .. }) => {
+                // All traffic is on the new version either way: say so and go on.
+                self.emit.send(Event::FleetWarning {
+                    message: format!(
+                        "could not take '{stable}' off the route (it stays at weight 0): {error}"
+                    ),
+                });
+                Ok(())
+            }
+            Err(fail) => {
+                let last = writer.known().clone();
+                Err(StageEnd::Stop(self.stop_error(fail, None, &last)))
             }
         }
     }
@@ -136,20 +179,22 @@ impl Runner {
         }
     }
 
-    /// Whether a shift to `new_percent` must pass a round of checks first: it raises
-    /// the new version's share and no fresh healthy verdict covers it.
+    /// Whether a shift to `new_percent` must pass a round of checks first.
     fn gate_needed(&self, writer: &Writer, new_percent: u8) -> bool {
-        let interval = self.cfg.policy.check_interval;
-        self.cfg.policy.check_before_shift
-            && new_percent > writer.known().percent(&self.cfg.candidate)
-            && self.last_healthy.is_none_or(|t| t.elapsed() >= interval)
+        gate_needed(
+            &self.cfg.policy,
+            writer.known().percent(&self.cfg.candidate),
+            new_percent,
+            self.tally.last_healthy,
+            Instant::now(),
+        )
     }
 
     /// Watches the checks for `bake` (not counting paused time). Passes only on a
     /// healthy verdict once the bake time is over.
     async fn bake(
         &mut self,
-        writer: &Writer,
+        writer: &mut Writer,
         index: usize,
         bake: Duration,
         span: &mut impl Span,
@@ -161,7 +206,7 @@ impl Runner {
     /// at once, and an inconclusive verdict lets the shift go ahead without counting.
     async fn watch(
         &mut self,
-        writer: &Writer,
+        writer: &mut Writer,
         index: usize,
         bake: Duration,
         span: &mut impl Span,
@@ -193,6 +238,12 @@ impl Runner {
                 },
                 _ = sleep_until(self.deadline) => return StageEnd::Failed(RollbackReason::DeadlineExceeded),
                 _ = sleep_until(next_eval) => {
+                    // One cheap read per round: another writer is seen within a check
+                    // interval, not only at the next step's write.
+                    if let Err(fail) = writer.watch().await {
+                        let last = writer.known().clone();
+                        return StageEnd::Stop(self.stop_error(fail, None, &last));
+                    }
                     let ctx = CheckContext {
                         stage: index,
                         stable: self.cfg.stable.clone(),
@@ -206,14 +257,15 @@ impl Runner {
                         self.emit_verdict(index, &verdict);
                         return StageEnd::Passed;
                     }
-                    if let Some(end) = self.judge(index, &verdict) {
-                        return end;
-                    }
+                    let passes = match self.judge(index, &verdict) {
+                        Judgement::RollBack(reason) => return StageEnd::Failed(reason),
+                        Judgement::Continue { passes } => passes,
+                    };
                     if !self.paused {
                         baked += mark.elapsed();
                         mark = Instant::now();
                     }
-                    if !self.paused && baked >= bake && verdict.is_healthy() {
+                    if !self.paused && baked >= bake && passes {
                         return StageEnd::Passed;
                     }
                     let left = bake.saturating_sub(baked);
@@ -232,42 +284,19 @@ impl Runner {
         }
     }
 
-    /// Updates the counters with a verdict; `Some` when the stage must end.
-    fn judge(&mut self, index: usize, verdict: &Verdict) -> Option<StageEnd> {
-        match verdict {
-            Verdict::Healthy => {
-                self.failures = 0;
-                self.inconclusive = 0;
-                self.last_healthy = Some(Instant::now());
-            }
-            Verdict::Unhealthy { .. } => {
-                self.failures += 1;
-                self.inconclusive = 0;
-            }
-            Verdict::Inconclusive { .. } => self.inconclusive += 1,
-        }
+    /// Counts a verdict, emits it, and says what it means.
+    fn judge(&mut self, index: usize, verdict: &Verdict) -> Judgement {
+        let judgement = self.tally.record(verdict, &self.cfg.policy, Instant::now());
         self.emit_verdict(index, verdict);
-        if self.failures >= self.cfg.policy.failure_threshold {
-            return Some(StageEnd::Failed(RollbackReason::Unhealthy(
-                verdict.reason().to_owned(),
-            )));
-        }
-        if let InconclusivePolicy::FailAfter(n) = self.cfg.policy.inconclusive
-            && self.inconclusive >= n
-        {
-            return Some(StageEnd::Failed(RollbackReason::Inconclusive(
-                verdict.reason().to_owned(),
-            )));
-        }
-        None
+        judgement
     }
 
     fn emit_verdict(&self, index: usize, verdict: &Verdict) {
         self.emit.send(Event::Verdict {
             stage: index,
             verdict: verdict.clone(),
-            failures: self.failures,
-            inconclusive: self.inconclusive,
+            failures: self.tally.failures,
+            inconclusive: self.tally.inconclusive,
         });
     }
 }

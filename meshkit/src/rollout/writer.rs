@@ -1,27 +1,41 @@
 //! Writing weights safely: compare with what was last written, write with retries,
 //! read back until the write is visible, notice other writers.
+//!
+//! The rule: a state of the route that meshkit did not write is never adopted, whatever
+//! its weights. A read is "ours" when it equals the route as meshkit last saw it
+//! (weights and revision, see [`crate::traffic::Observed::revision`]), or when it shows
+//! the weights of a write of meshkit's own whose outcome is not known yet (a lost
+//! response). Anything else is another writer, and the write stops.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
-use super::events::Event;
+use super::events::{Emitter, Event};
 use super::policy::Policy;
-use super::runner::Emitter;
 use crate::error::TrafficError;
 use crate::traffic::{Observed, RouteRef, TrafficRouter, Weights, WriteRequest};
 
 /// How a write ended when it did not succeed.
 #[derive(Debug)]
 pub(crate) enum WriteFail {
-    /// The route holds weights meshkit did not write.
-    Concurrent { expected: Weights, found: Weights },
+    /// The route holds a state meshkit did not write.
+    Concurrent { expected: Observed, found: Observed },
     /// Retries ran out; `in_force` is the last read (None if unreadable).
     Failed {
         error: TrafficError,
         in_force: Option<Weights>,
     },
+}
+
+/// What a successful [`Writer::apply`] found and did.
+#[derive(Debug)]
+pub(crate) struct Applied {
+    /// The route as read back.
+    pub(crate) seen: Observed,
+    /// False when the target was already in force and nothing was written.
+    pub(crate) wrote: bool,
 }
 
 /// Limits for one write: attempts and an instant after which no new attempt starts.
@@ -74,13 +88,17 @@ impl Writer {
         &self.known.weights
     }
 
+    /// True when `seen` is the route as meshkit left it, or shows a write of its own
+    /// whose outcome was unknown.
     fn is_ours(&self, seen: &Observed) -> bool {
+        if self.pending.as_ref() == Some(&seen.weights) {
+            return true;
+        }
         let same_rev = match (&self.known.revision, &seen.revision) {
             (Some(a), Some(b)) => a == b,
             _ => true,
         };
-        (seen.weights == self.known.weights && same_rev)
-            || self.pending.as_ref() == Some(&seen.weights)
+        seen.weights == self.known.weights && same_rev
     }
 
     /// Reads the route, retrying retryable errors within the budget.
@@ -92,7 +110,8 @@ impl Writer {
                 Ok(o) => return Ok(o),
                 Err(e) if e.is_retryable() && self.may_retry(attempt, budget) => {
                     tracing::debug!(route = %self.route, attempt, error = %e, "read failed, retrying");
-                    sleep(self.policy.write_backoff.delay(attempt, &mut self.rng)).await;
+                    let jitter = self.rng.f64();
+                    sleep(self.policy.write_backoff.delay(attempt, jitter)).await;
                 }
                 Err(e) => return Err(e),
             }
@@ -118,15 +137,34 @@ impl Writer {
         }
     }
 
+    /// One read between writes (while a stage bakes): `Err` only when another writer
+    /// changed the route. A failed read is logged and left for the next write's read.
+    pub(crate) async fn watch(&mut self) -> Result<(), WriteFail> {
+        match self.router.read(&self.route).await {
+            Ok(seen) if self.is_ours(&seen) => {
+                self.adopt(seen);
+                Ok(())
+            }
+            Ok(seen) => Err(self.foreign(seen)),
+            Err(e) => {
+                tracing::debug!(route = %self.route, error = %e, "route check while baking failed");
+                Ok(())
+            }
+        }
+    }
+
     fn foreign(&self, seen: Observed) -> WriteFail {
         // While a write is in flight, what meshkit expects is that write.
-        let expected = self
-            .pending
-            .clone()
-            .unwrap_or_else(|| self.known.weights.clone());
+        let expected = match &self.pending {
+            Some(weights) => Observed {
+                weights: weights.clone(),
+                revision: None,
+            },
+            None => self.known.clone(),
+        };
         WriteFail::Concurrent {
             expected,
-            found: seen.weights,
+            found: seen,
         }
     }
 
@@ -144,7 +182,7 @@ impl Writer {
         token: &str,
         budget: Budget,
         emit: &Emitter,
-    ) -> Result<Observed, WriteFail> {
+    ) -> Result<Applied, WriteFail> {
         let request = WriteRequest {
             weights: target.clone(),
             token: token.to_owned(),
@@ -161,17 +199,20 @@ impl Writer {
                     });
                 }
             };
-            if seen.weights == *target {
-                self.adopt(seen.clone());
-                self.pending = None;
-                return Ok(seen);
-            }
+            // Checked before anything else: another writer may have set exactly the
+            // weights meshkit is about to write, and that is still not meshkit's state.
             if !self.is_ours(&seen) {
                 return Err(self.foreign(seen));
             }
-            // It may be an earlier write of ours whose outcome was unknown: from now on
-            // that is the state meshkit expects.
-            self.adopt(seen);
+            // A write of ours whose outcome was unknown, if the weights match it.
+            let was_pending = self.pending.as_ref() == Some(&seen.weights);
+            self.adopt(seen.clone());
+            if seen.weights == *target {
+                return Ok(Applied {
+                    seen,
+                    wrote: attempt > 0 || was_pending,
+                });
+            }
             if attempt > 0 && !self.may_retry(attempt, budget) {
                 let error = last_error
                     .unwrap_or_else(|| TrafficError::transport("write attempts exhausted"));
@@ -183,7 +224,7 @@ impl Writer {
             let result = self.router.write(&self.route, &request).await;
             match result {
                 Ok(returned) => match self.settle(target, returned).await {
-                    Settle::Done(seen) => return Ok(seen),
+                    Settle::Done(seen) => return Ok(Applied { seen, wrote: true }),
                     Settle::Foreign(seen) => return Err(self.foreign(seen)),
                     Settle::NotVisible => {
                         let e = TrafficError::transport(format!(
@@ -204,7 +245,8 @@ impl Writer {
                         attempt,
                         error: e.to_string(),
                     });
-                    sleep(self.policy.write_backoff.delay(attempt, &mut self.rng)).await;
+                    let jitter = self.rng.f64();
+                    sleep(self.policy.write_backoff.delay(attempt, jitter)).await;
                     last_error = Some(e);
                 }
                 Err(error) => {
@@ -287,6 +329,105 @@ impl Writer {
                 return last;
             }
             sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use tokio::sync::broadcast;
+
+    use super::*;
+
+    /// A route whose state the test sets; counts writes.
+    struct Route {
+        now: Mutex<Observed>,
+        writes: Mutex<u32>,
+    }
+
+    #[async_trait]
+    impl TrafficRouter for Route {
+        async fn read(&self, _: &RouteRef) -> Result<Observed, TrafficError> {
+            Ok(self.now.lock().unwrap().clone())
+        }
+        async fn write(
+            &self,
+            _: &RouteRef,
+            request: &WriteRequest,
+        ) -> Result<Option<Observed>, TrafficError> {
+            *self.writes.lock().unwrap() += 1;
+            let mut now = self.now.lock().unwrap();
+            now.weights = request.weights.clone();
+            now.revision = Some("ours".into());
+            Ok(Some(now.clone()))
+        }
+    }
+
+    fn obs(new: u8, rev: Option<&str>) -> Observed {
+        Observed {
+            weights: Weights::split("a", "b", new).unwrap(),
+            revision: rev.map(str::to_owned),
+        }
+    }
+
+    async fn apply(
+        known: Observed,
+        on_route: Observed,
+        target: u8,
+    ) -> (Result<Applied, WriteFail>, u32) {
+        let route = Arc::new(Route {
+            now: Mutex::new(on_route),
+            writes: Mutex::new(0),
+        });
+        let mut w = Writer::new(
+            route.clone(),
+            RouteRef::new("r").unwrap(),
+            Policy::default(),
+            known,
+            1,
+        );
+        let (tx, _) = broadcast::channel(4);
+        let emit = Emitter::new(tx, Instant::now());
+        let budget = Budget {
+            max_attempts: Some(3),
+            until: Instant::now() + Duration::from_secs(60),
+        };
+        let target = Weights::split("a", "b", target).unwrap();
+        let out = w.apply(&target, "t", budget, &emit).await;
+        let writes = *route.writes.lock().unwrap();
+        (out, writes)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_state_meshkit_did_not_write_is_never_adopted() {
+        // (known, on the route, target) -> adopted?, wrote?
+        #[rustfmt::skip]
+        let table = [
+            // Another writer set exactly the target: versioned and version-less routes.
+            (obs(25, Some("3")), obs(50, Some("4")), 50, None),
+            (obs(25, None), obs(50, None), 50, None),
+            // Same weights, another revision: someone changed something else.
+            (obs(25, Some("3")), obs(25, Some("4")), 50, None),
+            // As meshkit left it: written.
+            (obs(25, Some("3")), obs(25, Some("3")), 50, Some(true)),
+            (obs(25, None), obs(25, None), 50, Some(true)),
+            // The target already in force, as meshkit left it: nothing written.
+            (obs(0, Some("3")), obs(0, Some("3")), 0, Some(false)),
+        ];
+        for (known, on_route, target, expected) in table {
+            let case = format!("{known:?} / {on_route:?} -> {target}");
+            let (out, writes) = apply(known, on_route, target).await;
+            match (out, expected) {
+                (Ok(a), Some(wrote)) => {
+                    assert_eq!(a.wrote, wrote, "{case}");
+                    assert_eq!(writes, u32::from(wrote), "{case}");
+                }
+                (Err(WriteFail::Concurrent { .. }), None) => assert_eq!(writes, 0, "{case}"),
+                (other, _) => panic!("{case}: {other:?}"),
+            }
         }
     }
 }

@@ -42,7 +42,9 @@ pub enum Stage {
         /// How long to watch before the next stage.
         bake: Duration,
     },
-    /// Retire the stable version (after promotion; a no-op without a fleet).
+    /// After promotion: take the stable version off the route (so the next rollout
+    /// starts from a route with one target), then retire it through the rollout's
+    /// fleet (a no-op without one).
     Retire,
 }
 
@@ -52,6 +54,14 @@ impl Stage {
         match self {
             Self::Check { bake } | Self::Shift { bake, .. } => *bake,
             Self::Provision | Self::Retire => Duration::ZERO,
+        }
+    }
+
+    /// The new version's percentage for a [`Stage::Shift`], `None` for other stages.
+    pub fn new_percent(&self) -> Option<u8> {
+        match self {
+            Self::Shift { new_percent, .. } => Some(*new_percent),
+            _ => None,
         }
     }
 }
@@ -64,7 +74,7 @@ impl fmt::Display for Stage {
             Self::Shift { new_percent, bake } => {
                 write!(f, "shift {new_percent}% to new, bake {bake:?}")
             }
-            Self::Retire => f.write_str("retire stable version"),
+            Self::Retire => f.write_str("take stable version off the route, retire it"),
         }
     }
 }
@@ -153,6 +163,72 @@ pub trait Strategy: Send + Sync + fmt::Debug {
                 }
             }
         }
+    }
+
+    /// Where a resumed rollout carries on when the route is found with `new_percent`
+    /// (1 to 100) on the new version and the rest on the stable one.
+    ///
+    /// The default accepts only a split the plan itself produces: it returns the
+    /// [`Stage::Shift`] that set exactly `new_percent`, to run again (its write finds
+    /// the weights in force and writes nothing; its bake starts over). Any other split
+    /// was not written by this plan and gives `None`: the runner refuses to start.
+    /// With `adopt` (an explicit choice of the operator), any split is taken: the first
+    /// shift at or above `new_percent`.
+    fn resume(&self, new_percent: u8, adopt: bool) -> Option<Decision> {
+        let stages = self.stages();
+        let at = |index: usize| {
+            stages.get(index).map(|stage| Decision::Run {
+                index,
+                stage: *stage,
+            })
+        };
+        let exact = stages
+            .iter()
+            .position(|s| s.new_percent() == Some(new_percent));
+        match exact {
+            Some(index) => at(index),
+            None if adopt => stages
+                .iter()
+                .position(|s| s.new_percent().is_some_and(|p| p >= new_percent))
+                .and_then(at),
+            None => None,
+        }
+    }
+}
+
+impl<S: Strategy + ?Sized> Strategy for Box<S> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn stages(&self) -> Vec<Stage> {
+        (**self).stages()
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        (**self).validate()
+    }
+    fn decide(&self, at: Position, input: &Input) -> Decision {
+        (**self).decide(at, input)
+    }
+    fn resume(&self, new_percent: u8, adopt: bool) -> Option<Decision> {
+        (**self).resume(new_percent, adopt)
+    }
+}
+
+impl<S: Strategy + ?Sized> Strategy for std::sync::Arc<S> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn stages(&self) -> Vec<Stage> {
+        (**self).stages()
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        (**self).validate()
+    }
+    fn decide(&self, at: Position, input: &Input) -> Decision {
+        (**self).decide(at, input)
+    }
+    fn resume(&self, new_percent: u8, adopt: bool) -> Option<Decision> {
+        (**self).resume(new_percent, adopt)
     }
 }
 

@@ -5,12 +5,14 @@
 pub mod appmesh;
 #[cfg(feature = "local")]
 pub mod local;
+mod token;
 mod weights;
 
 use std::fmt;
 
 use async_trait::async_trait;
 
+pub use token::{MAX_TOKEN_LEN, client_token};
 pub use weights::{MAX_NAME_LEN, MAX_TARGETS, Weights};
 
 use crate::error::{ConfigError, TrafficError};
@@ -54,10 +56,56 @@ impl fmt::Debug for RouteRef {
 pub struct Observed {
     /// The weights in force.
     pub weights: Weights,
-    /// The backend's revision of the route, when it has one (App Mesh's
-    /// `metadata.version`). Any change to the route changes it, so meshkit compares it
-    /// to notice other writers.
+    /// The route's revision: the contract every backend follows.
+    ///
+    /// - **What goes here.** A value that changes whenever anything about the route
+    ///   that the backend reads changes, not only the weights: App Mesh's
+    ///   `metadata.version`; the local mesh's table revision. A backend whose API keeps
+    ///   no version (load balancer rules, VPC Lattice rules, most home-made routers)
+    ///   puts a digest of the whole routing configuration it read, made with
+    ///   [`revision_digest`]: conditions, priority, every target and weight, any other
+    ///   setting of the route.
+    /// - **How it is compared.** As an opaque string, for equality only, with the
+    ///   revision meshkit saw after its own last write. Equal weights with a different
+    ///   revision are another writer's change ("route changed, same weights"); so are
+    ///   different weights, whatever the revision.
+    /// - **`None`** only for a backend that can give neither a version nor a digest.
+    ///   meshkit then compares weights alone, and cannot see another writer that
+    ///   changed something other than the weights. Never put a timestamp of the read
+    ///   here: two reads of an unchanged route must give the same revision.
     pub revision: Option<String>,
+}
+
+/// A revision for a backend that keeps no version of its own: a 64-bit FNV-1a digest,
+/// as 16 hex digits, of the parts given (each part is length-prefixed, so `["ab",
+/// "c"]` and `["a", "bc"]` differ). Feed it every field of the route the backend
+/// reads, in a fixed order.
+///
+/// ```
+/// use meshkit::traffic::revision_digest;
+///
+/// let a = revision_digest(["priority=10", "path=/api", "tg-blue=90", "tg-green=10"]);
+/// assert_eq!(a.len(), 16);
+/// assert_eq!(a, revision_digest(["priority=10", "path=/api", "tg-blue=90", "tg-green=10"]));
+/// assert_ne!(a, revision_digest(["priority=20", "path=/api", "tg-blue=90", "tg-green=10"]));
+/// ```
+pub fn revision_digest<I, P>(parts: I) -> String
+where
+    I: IntoIterator<Item = P>,
+    P: AsRef<[u8]>,
+{
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: u8| h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    for part in parts {
+        let part = part.as_ref();
+        for b in (part.len() as u64).to_le_bytes() {
+            eat(b);
+        }
+        for &b in part {
+            eat(b);
+        }
+    }
+    format!("{h:016x}")
 }
 
 /// One write meshkit asks a backend to make.
@@ -66,11 +114,56 @@ pub struct WriteRequest {
     /// The weights to set.
     pub weights: Weights,
     /// An idempotency token, the same for every retry of the same write and different
-    /// for each step of a rollout. Backends that support client tokens pass it on.
+    /// for each step of a rollout; at most [`MAX_TOKEN_LEN`] characters of
+    /// `[A-Za-z0-9_-]` (see [`client_token`]). Backends that support client tokens pass
+    /// it on.
     pub token: String,
 }
 
 /// A backend that can read and write the weighted targets of a route.
+///
+/// `read` must fill [`Observed::revision`] as its contract says: that is how meshkit
+/// tells its own writes from another writer's.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Mutex;
+///
+/// use meshkit::async_trait;
+/// use meshkit::TrafficError;
+/// use meshkit::traffic::{Observed, RouteRef, TrafficRouter, Weights, WriteRequest, revision_digest};
+///
+/// /// Routes kept in a map; a real backend calls its API here.
+/// struct MapRouter(Mutex<HashMap<String, Weights>>);
+///
+/// #[async_trait]
+/// impl TrafficRouter for MapRouter {
+///     async fn read(&self, route: &RouteRef) -> Result<Observed, TrafficError> {
+///         let routes = self.0.lock().map_err(|_| TrafficError::transport("lock poisoned"))?;
+///         let weights = routes
+///             .get(route.as_str())
+///             .cloned()
+///             .ok_or_else(|| TrafficError::not_found(route.as_str()))?;
+///         // No version in this store: a digest of everything read about the route.
+///         let revision = Some(revision_digest([weights.to_string()]));
+///         Ok(Observed { weights, revision })
+///     }
+///
+///     async fn write(
+///         &self,
+///         route: &RouteRef,
+///         request: &WriteRequest,
+///     ) -> Result<Option<Observed>, TrafficError> {
+///         let mut routes = self.0.lock().map_err(|_| TrafficError::transport("lock poisoned"))?;
+///         let slot = routes
+///             .get_mut(route.as_str())
+///             .ok_or_else(|| TrafficError::not_found(route.as_str()))?;
+///         *slot = request.weights.clone();
+///         // `None`: the runner reads the route back itself.
+///         Ok(None)
+///     }
+/// }
+/// ```
 ///
 /// Implementations must be safe to call concurrently and must not retry on their own
 /// in a way that hides a write that may have been applied: the runner retries, reads

@@ -14,6 +14,11 @@ pub fn split(new: u8) -> Weights {
     Weights::split("v1", "v2", new).unwrap()
 }
 
+/// The route after promotion: v1 taken off, v2 alone.
+pub fn alone() -> Weights {
+    Weights::new([("v2", 100)]).unwrap()
+}
+
 /// A router with `checkout` at v1 100.
 pub fn router() -> InMemoryRouter {
     let r = InMemoryRouter::new();

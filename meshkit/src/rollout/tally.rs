@@ -1,0 +1,177 @@
+//! The verdict tally: consecutive unhealthy and inconclusive verdicts and what they
+//! mean under the policy, and whether a shift needs a check round first. Plain values
+//! and functions, tested with tables like the strategies.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::RollbackReason;
+use super::policy::{InconclusivePolicy, Policy};
+use crate::health::Verdict;
+
+/// What one verdict means for the stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Judgement {
+    /// Keep baking. `passes`: this verdict lets the stage end once its bake time is
+    /// over (healthy, or inconclusive under [`InconclusivePolicy::Pass`]).
+    Continue { passes: bool },
+    /// Roll back.
+    RollBack(RollbackReason),
+}
+
+/// Consecutive verdict counts, and when the checks last said healthy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub(crate) failures: u32,
+    pub(crate) inconclusive: u32,
+    pub(crate) last_healthy: Option<Instant>,
+}
+
+impl Tally {
+    /// Counts `verdict` (seen at `now`) and says what it means under `policy`.
+    pub(crate) fn record(&mut self, verdict: &Verdict, policy: &Policy, now: Instant) -> Judgement {
+        match verdict {
+            Verdict::Healthy => {
+                self.failures = 0;
+                self.inconclusive = 0;
+                self.last_healthy = Some(now);
+            }
+            Verdict::Unhealthy { .. } => {
+                self.failures += 1;
+                self.inconclusive = 0;
+            }
+            Verdict::Inconclusive { .. } => self.inconclusive += 1,
+        }
+        if self.failures >= policy.failure_threshold {
+            return Judgement::RollBack(RollbackReason::Unhealthy(verdict.reason().to_owned()));
+        }
+        let inconclusive = matches!(verdict, Verdict::Inconclusive { .. });
+        match policy.inconclusive {
+            InconclusivePolicy::FailAfter(n) if self.inconclusive >= n => {
+                Judgement::RollBack(RollbackReason::Inconclusive(verdict.reason().to_owned()))
+            }
+            InconclusivePolicy::Pass if inconclusive => Judgement::Continue { passes: true },
+            _ => Judgement::Continue {
+                passes: verdict.is_healthy(),
+            },
+        }
+    }
+}
+
+/// Whether a shift from `now_percent` to `next_percent` on the new version must pass a
+/// round of checks first: it raises the new version's share, the policy asks for it,
+/// and no healthy verdict younger than one check interval covers it.
+pub(crate) fn gate_needed(
+    policy: &Policy,
+    now_percent: u8,
+    next_percent: u8,
+    last_healthy: Option<Instant>,
+    now: Instant,
+) -> bool {
+    let interval: Duration = policy.check_interval;
+    policy.check_before_shift
+        && next_percent > now_percent
+        && last_healthy.is_none_or(|t| now.saturating_duration_since(t) >= interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(threshold: u32, inconclusive: InconclusivePolicy) -> Policy {
+        Policy {
+            failure_threshold: threshold,
+            inconclusive,
+            ..Policy::default()
+        }
+    }
+
+    const H: fn() -> Verdict = || Verdict::Healthy;
+    fn u() -> Verdict {
+        Verdict::unhealthy("5xx")
+    }
+    fn i() -> Verdict {
+        Verdict::inconclusive("no data")
+    }
+
+    #[test]
+    fn verdict_sequences_and_what_they_mean() {
+        use InconclusivePolicy::{FailAfter, Pass, Wait};
+        let roll_u = || Judgement::RollBack(RollbackReason::Unhealthy("5xx".into()));
+        let roll_i = || Judgement::RollBack(RollbackReason::Inconclusive("no data".into()));
+        let go = |passes| Judgement::Continue { passes };
+        #[rustfmt::skip]
+        let table: Vec<(u32, InconclusivePolicy, Vec<Verdict>, Judgement)> = vec![
+            (1, FailAfter(3), vec![H()], go(true)),
+            (1, FailAfter(3), vec![u()], roll_u()),
+            (2, FailAfter(3), vec![u()], go(false)),
+            (2, FailAfter(3), vec![u(), H(), u()], go(false)),
+            (2, FailAfter(3), vec![u(), u()], roll_u()),
+            // An inconclusive verdict between two unhealthy ones does not reset them.
+            (2, FailAfter(3), vec![u(), i(), u()], roll_u()),
+            (1, FailAfter(3), vec![i(), i()], go(false)),
+            (1, FailAfter(3), vec![i(), i(), i()], roll_i()),
+            (1, FailAfter(3), vec![i(), i(), H(), i(), i()], go(false)),
+            (1, FailAfter(3), vec![i(), i(), u()], roll_u()),
+            (1, Wait, vec![i(), i(), i(), i(), i()], go(false)),
+            (1, Wait, vec![i(), H()], go(true)),
+            (1, Pass, vec![i(), i(), i(), i(), i()], go(true)),
+            (1, Pass, vec![i(), u()], roll_u()),
+        ];
+        for (threshold, inconclusive, verdicts, expected) in table {
+            let p = policy(threshold, inconclusive);
+            let mut tally = Tally::default();
+            let now = Instant::now();
+            let mut last = None;
+            for v in &verdicts {
+                last = Some(tally.record(v, &p, now));
+            }
+            assert_eq!(
+                last,
+                Some(expected),
+                "{threshold} {inconclusive:?} {verdicts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_healthy_verdict_is_remembered() {
+        let p = Policy::default();
+        let mut tally = Tally::default();
+        let t0 = Instant::now();
+        tally.record(&i(), &p, t0);
+        assert_eq!(tally.last_healthy, None);
+        tally.record(&H(), &p, t0);
+        assert_eq!(tally.last_healthy, Some(t0));
+        tally.record(&u(), &p, t0 + Duration::from_secs(1));
+        assert_eq!(tally.last_healthy, Some(t0));
+    }
+
+    #[test]
+    fn when_a_shift_needs_a_check_round_first() {
+        let p = Policy::default(); // 10 s interval, check before shift on
+        let off = Policy {
+            check_before_shift: false,
+            ..Policy::default()
+        };
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        #[rustfmt::skip]
+        let table = [
+            (&p, 0, 10, None, t0, true),
+            (&p, 10, 25, Some(t0), t0 + s(3), false),
+            (&p, 10, 25, Some(t0), t0 + s(10), true),
+            (&p, 25, 0, None, t0, false),
+            (&p, 100, 100, None, t0, false),
+            (&off, 0, 10, None, t0, false),
+        ];
+        for (policy, from, to, healthy, now, expected) in table {
+            assert_eq!(
+                gate_needed(policy, from, to, healthy, now),
+                expected,
+                "{from}->{to} {healthy:?}"
+            );
+        }
+    }
+}
