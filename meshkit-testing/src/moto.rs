@@ -163,6 +163,42 @@ impl MotoServer {
     }
 }
 
+impl MotoServer {
+    /// The operations the emulator served, in order (`DescribeRoute`, `UpdateRoute`,
+    /// `GetMetricData`, ...), from every client and process: a test extension of the
+    /// emulator wrapper, not an AWS API. Panics when the emulator does not answer: it
+    /// is for tests.
+    pub fn requests(&self) -> Vec<String> {
+        let body = self.extension("GET");
+        serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("the emulator's request log is not JSON ({e}): {body}"))
+    }
+
+    /// Forgets the requests served so far.
+    pub fn clear_requests(&self) {
+        self.extension("DELETE");
+    }
+
+    fn extension(&self, method: &str) -> String {
+        use std::io::{Read, Write};
+        let addr = self.endpoint.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr)
+            .unwrap_or_else(|e| panic!("cannot reach the emulator at {addr}: {e}"));
+        let request = format!(
+            "{method} /_meshkit/requests HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+        );
+        s.write_all(request.as_bytes())
+            .unwrap_or_else(|e| panic!("cannot ask the emulator: {e}"));
+        let mut response = String::new();
+        s.read_to_string(&mut response)
+            .unwrap_or_else(|e| panic!("no answer from the emulator: {e}"));
+        match response.split_once("\r\n\r\n") {
+            Some((_, body)) => body.to_string(),
+            None => panic!("malformed answer from the emulator: {response}"),
+        }
+    }
+}
+
 /// The emulator's log: the file named by `MESHKIT_MOTO_LOG`, else nowhere.
 fn log_to() -> Stdio {
     std::env::var_os("MESHKIT_MOTO_LOG")

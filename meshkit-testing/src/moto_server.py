@@ -2,6 +2,8 @@
 # Prints "MESHKIT_MOTO_PORT <port>" once listening; exits when stdin closes (the test
 # process ended), so no emulator outlives its test.
 import datetime
+import io
+import json
 import os
 import re
 import sys
@@ -24,11 +26,78 @@ def epoch(match):
     return str(int(datetime.datetime(y, mo, d, h, mi, s).timestamp())).encode()
 
 
+# meshkit's test extension, not part of any AWS API: the emulator records the
+# operation of every request it serves, so a test can compare the calls a spawned
+# `meshkit` process made with what `meshkit plan` said it would make.
+#   GET /_meshkit/requests     -> JSON list of operation names, in order
+#   DELETE /_meshkit/requests  -> forget them
+REQUESTS = []
+REQUESTS_LOCK = threading.Lock()
+
+APPMESH_KINDS = {
+    "meshes": "Mesh",
+    "virtualRouters": "VirtualRouter",
+    "virtualNodes": "VirtualNode",
+    "virtualServices": "VirtualService",
+    "routes": "Route",
+}
+
+
+def appmesh_operation(method, path):
+    # /v20190125/meshes/{mesh}[/virtualRouter/{vr}/routes[/{route}]] and the like.
+    parts = [p for p in path.split("/")[2:] if p]
+    kind, named = None, False
+    for i, part in enumerate(parts):
+        if part in APPMESH_KINDS:
+            kind, named = APPMESH_KINDS[part], i + 1 < len(parts)
+    if kind is None:
+        return None
+    if named:
+        verb = {"GET": "Describe", "PUT": "Update", "DELETE": "Delete"}.get(method, method)
+    else:
+        verb = {"GET": "List", "PUT": "Create"}.get(method, method)
+    return verb + kind + ("s" if verb == "List" else "")
+
+
+def operation(environ):
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return target.split(".")[-1]
+    method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
+    if path.startswith("/v20190125/"):
+        op = appmesh_operation(method, path)
+        if op:
+            return op
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    for source in (environ.get("QUERY_STRING", ""), body.decode("utf-8", "replace")):
+        for pair in source.split("&"):
+            if pair.startswith("Action="):
+                return pair[len("Action="):]
+    return "%s %s" % (method, path)
+
+
+def requests_endpoint(environ, start_response):
+    with REQUESTS_LOCK:
+        if environ.get("REQUEST_METHOD") == "DELETE":
+            REQUESTS.clear()
+        body = json.dumps(REQUESTS).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
 class NormaliseTimestamps:
     def __init__(self, app):
         self.app = app
 
     def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") == "/_meshkit/requests":
+            return requests_endpoint(environ, start_response)
+        op = operation(environ)
+        with REQUESTS_LOCK:
+            REQUESTS.append(op)
         seen = {}
 
         def capture(status, headers, exc_info=None):

@@ -848,3 +848,22 @@ async fn back_to_back_rollouts_v1_to_v4_each_promote() {
         Some(Weights::new([("v0", 0), ("v2", 100)]).unwrap())
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rerun_after_promotion_only_retires_and_writes_nothing() {
+    let r = router();
+    let fleet = InMemoryFleet::new();
+    assert!(
+        run(canary(&r, ScriptedHealthCheck::healthy()))
+            .await
+            .is_promoted()
+    );
+    let before = r.writes(ROUTE).len();
+    let outcome = run(canary(&r, ScriptedHealthCheck::healthy())
+        .resume(true)
+        .fleet(fleet.clone()))
+    .await;
+    assert!(outcome.is_promoted(), "{outcome}");
+    assert_eq!(r.writes(ROUTE).len(), before, "nothing written");
+    assert_eq!(fleet.calls(), vec![FleetCall::Retire("v1".into())]);
+}

@@ -19,11 +19,19 @@ fn ctx() -> CheckContext {
 }
 
 async fn put_5xx(client: &aws_sdk_cloudwatch::Client, node: &str, ago: Duration, value: f64) {
-    put_envoy_5xx(client, "prod", node, SystemTime::now() - ago, value).await;
+    put_envoy_5xx(
+        client,
+        "prod",
+        "payments",
+        node,
+        SystemTime::now() - ago,
+        value,
+    )
+    .await;
 }
 
 fn check(client: &aws_sdk_cloudwatch::Client, node: &str) -> CloudWatchMetric {
-    CloudWatchMetric::envoy_5xx(client.clone(), "prod", node, node)
+    CloudWatchMetric::envoy_5xx(client.clone(), "prod", "payments", node)
         .window(Duration::from_secs(600))
         .max(1.0)
         .build()

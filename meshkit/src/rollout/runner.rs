@@ -13,7 +13,7 @@ use super::tally::Tally;
 use super::writer::{Applied, Budget, WriteFail, Writer};
 use super::{Config, Outcome, RollbackReason};
 use crate::error::{RolloutError, WeightsError};
-use crate::strategy::{Decision, Input, Position};
+use crate::strategy::{Decision, Input, Position, Stage};
 use crate::traffic::{Observed, Weights, client_token};
 
 /// What one stage ended with.
@@ -198,6 +198,19 @@ impl Runner {
                 stable: cfg.stable.clone(),
                 in_force: found.weights,
             });
+        } else if found.weights.get(&cfg.stable).is_none()
+            && found.weights.is_all_on(&cfg.candidate)
+        {
+            // Promoted already, the stable version taken off the route: only retiring
+            // it is left (a run stopped during its last stage, or a rerun).
+            let stages = strategy.stages();
+            match stages.iter().position(|s| *s == Stage::Retire) {
+                Some(index) => Decision::Run {
+                    index,
+                    stage: Stage::Retire,
+                },
+                None => Decision::Promote,
+            }
         } else {
             match strategy.resume(new_pct, cfg.policy.adopt) {
                 Some(decision) => decision,

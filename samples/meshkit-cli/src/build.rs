@@ -9,12 +9,13 @@ use meshkit::health::{
     CloudMapHealth, CloudWatchMetric, HealthCheck, HttpCheck, LatencyP99, PrometheusQuery,
     SuccessRate, Verdict, from_fn, only_with_traffic,
 };
+use meshkit::rollout::InconclusivePolicy;
 use meshkit::sdk::SdkConfig;
 use meshkit::strategy::{BlueGreen, Canary, CanaryBlueGreen, Linear};
 use meshkit::traffic::appmesh::AppMeshRoute;
 use meshkit::traffic::local::LocalMetrics;
 
-use crate::spec::{Backend, CheckKind, Spec, SpecError, StrategyKind, duration};
+use crate::spec::{Backend, CheckKind, Inconclusive, Spec, SpecError, StrategyKind};
 
 /// The two versions and how the route is named.
 pub fn versions(spec: &Spec) -> (&str, &str) {
@@ -73,24 +74,24 @@ pub fn rollout_id(spec: &Spec) -> String {
     }
     let (stable, new) = versions(spec);
     let key = format!("{}|{stable}|{new}", route_name(spec));
-    // FNV-1a: stable across runs and builds (std's hasher is not).
+    format!("mk{:016x}", fnv(&key))
+}
+
+/// FNV-1a: stable across runs and builds (std's hasher is not).
+pub fn fnv(key: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in key.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
-    format!("mk{h:016x}")
-}
-
-fn opt_duration(field: &str, v: &Option<String>) -> Result<Option<Duration>, SpecError> {
-    v.as_deref().map(|s| duration(field, s)).transpose()
+    h
 }
 
 /// Sets the strategy from the spec (already checked by [`Spec::check`]).
 pub fn strategy(b: RolloutBuilder, spec: &Spec) -> Result<RolloutBuilder, SpecError> {
     let s = &spec.strategy;
     let steps = s.steps.clone().unwrap_or_default();
-    let bake = opt_duration("strategy.bake", &s.bake)?;
-    let pre_check = opt_duration("strategy.pre_check", &s.pre_check)?;
+    let bake = s.bake.as_ref().map(|d| d.value);
+    let pre_check = s.pre_check.as_ref().map(|d| d.value);
     Ok(match s.kind {
         StrategyKind::Canary => {
             let mut c = Canary::steps(steps);
@@ -103,11 +104,8 @@ pub fn strategy(b: RolloutBuilder, spec: &Spec) -> Result<RolloutBuilder, SpecEr
             b.strategy(c)
         }
         StrategyKind::Linear => {
-            let wait = s.wait.as_deref().unwrap_or_default();
-            b.strategy(Linear::new(
-                s.step.unwrap_or_default(),
-                duration("strategy.wait", wait)?,
-            ))
+            let wait = s.wait.as_ref().map(|d| d.value).unwrap_or_default();
+            b.strategy(Linear::new(s.step.unwrap_or_default(), wait))
         }
         StrategyKind::BlueGreen => {
             let mut g = BlueGreen::new();
@@ -121,7 +119,7 @@ pub fn strategy(b: RolloutBuilder, spec: &Spec) -> Result<RolloutBuilder, SpecEr
         }
         StrategyKind::CanaryBlueGreen => {
             let mut g = CanaryBlueGreen::new(steps);
-            if let Some(d) = opt_duration("strategy.step_bake", &s.step_bake)? {
+            if let Some(d) = s.step_bake.as_ref().map(|d| d.value) {
                 g = g.step_bake(d);
             }
             if let Some(d) = pre_check {
@@ -135,23 +133,37 @@ pub fn strategy(b: RolloutBuilder, spec: &Spec) -> Result<RolloutBuilder, SpecEr
     })
 }
 
+/// The inconclusive policy of the spec: `fail` after `inconclusive_limit` (3) by
+/// default.
+pub fn inconclusive(spec: &Spec) -> InconclusivePolicy {
+    let p = &spec.policy;
+    match p.inconclusive.unwrap_or(Inconclusive::Fail) {
+        Inconclusive::Fail => InconclusivePolicy::FailAfter(p.inconclusive_limit.unwrap_or(3)),
+        Inconclusive::Wait => InconclusivePolicy::Wait,
+        Inconclusive::Pass => InconclusivePolicy::Pass,
+    }
+}
+
 /// Sets the policy from the spec. The command line resumes by default.
 pub fn policy(mut b: RolloutBuilder, spec: &Spec) -> Result<RolloutBuilder, SpecError> {
     let p = &spec.policy;
-    b = b.id(rollout_id(spec)).resume(p.resume.unwrap_or(true));
-    if let Some(d) = opt_duration("policy.check_interval", &p.check_interval)? {
+    b = b
+        .id(rollout_id(spec))
+        .resume(p.resume.unwrap_or(true))
+        .inconclusive(inconclusive(spec));
+    if let Some(d) = &p.check_interval {
         b = b
-            .check_interval(d)
-            .check_timeout(d.min(Duration::from_secs(5)));
+            .check_interval(d.value)
+            .check_timeout(d.value.min(Duration::from_secs(5)));
     }
-    if let Some(d) = opt_duration("policy.check_timeout", &p.check_timeout)? {
-        b = b.check_timeout(d);
+    if let Some(d) = &p.check_timeout {
+        b = b.check_timeout(d.value);
     }
     if let Some(n) = p.failure_threshold {
         b = b.failure_threshold(n);
     }
-    if let Some(d) = opt_duration("policy.deadline", &p.deadline)? {
-        b = b.deadline(d);
+    if let Some(d) = &p.deadline {
+        b = b.deadline(d.value);
     }
     Ok(b)
 }
@@ -208,10 +220,7 @@ pub fn checks(
             }
             CheckKind::Envoy5xx => {
                 let new = &spec.route.new;
-                let window = duration(
-                    &format!("checks[{i}].window"),
-                    c.window.as_deref().unwrap_or_default(),
-                )?;
+                let window = c.window.as_ref().map(|d| d.value).unwrap_or_default();
                 let Some(sdk) = sdk else {
                     let name = format!("envoy 5xx of {new}");
                     out.push(Box::new(from_fn(name, |_| async {
@@ -238,10 +247,10 @@ pub fn checks(
                     })));
                     continue;
                 };
-                let window = match &c.window {
-                    Some(w) => duration(&format!("checks[{i}].window"), w)?,
-                    None => Duration::from_secs(30),
-                };
+                let window = c
+                    .window
+                    .as_ref()
+                    .map_or(Duration::from_secs(30), |d| d.value);
                 let min_requests = c.min_requests.unwrap_or(10);
                 // No traffic on the new version yet (a pre-check) is not a failure.
                 if c.kind == CheckKind::SuccessRate {
@@ -252,10 +261,7 @@ pub fn checks(
                         .map_err(cfg)?;
                     out.push(Box::new(only_with_traffic(check)));
                 } else {
-                    let max = duration(
-                        &format!("checks[{i}].max_latency"),
-                        c.max_latency.as_deref().unwrap_or_default(),
-                    )?;
+                    let max = c.max_latency.as_ref().map(|d| d.value).unwrap_or_default();
                     let check = LatencyP99::new(metrics.clone(), max)
                         .window(window)
                         .min_requests(min_requests)
@@ -279,6 +285,10 @@ pub fn checks(
 pub fn config_error(e: ConfigError) -> SpecError {
     let field = match &e {
         ConfigError::Strategy { field, .. } => Some(format!("strategy.{field}")),
+        ConfigError::Policy {
+            field: "inconclusive",
+            ..
+        } => Some("policy.inconclusive_limit".into()),
         ConfigError::Policy { field, .. } => Some(format!("policy.{field}")),
         ConfigError::DeadlineTooShort { .. } => Some("policy.deadline".into()),
         ConfigError::BadRolloutId(_) => Some("policy.id".into()),

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 /// A rollout spec as written.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -82,15 +82,15 @@ pub struct StrategySpec {
     /// Percentages on the new version (canary, canary-blue-green).
     pub steps: Option<Vec<u32>>,
     /// Bake per step (canary) or after the cutover (blue-green kinds).
-    pub bake: Option<String>,
+    pub bake: Option<Dur>,
     /// Check the new version with no traffic first.
-    pub pre_check: Option<String>,
+    pub pre_check: Option<Dur>,
     /// Percent per step (linear).
     pub step: Option<u32>,
     /// Wait per step (linear).
-    pub wait: Option<String>,
+    pub wait: Option<Dur>,
     /// Bake per canary step (canary-blue-green).
-    pub step_bake: Option<String>,
+    pub step_bake: Option<Dur>,
 }
 
 /// The check kinds.
@@ -149,11 +149,11 @@ pub struct CheckSpec {
     /// envoy-5xx: the virtual node (default: the new node).
     pub virtual_node: Option<String>,
     /// envoy-5xx: how far back to count; success-rate, latency-p99: the window.
-    pub window: Option<String>,
+    pub window: Option<Dur>,
     /// success-rate, latency-p99: fewer requests in the window is inconclusive.
     pub min_requests: Option<u64>,
     /// latency-p99: the highest healthy p99, e.g. `250ms`.
-    pub max_latency: Option<String>,
+    pub max_latency: Option<Dur>,
 }
 
 impl CheckSpec {
@@ -205,6 +205,24 @@ impl Spec {
             ),
         };
         split_fields("route", &format!("{:?}", r.backend), &all, need, allowed)?;
+        let names = [
+            ("stable", Some(&r.stable)),
+            ("new", Some(&r.new)),
+            ("mesh", r.mesh.as_ref()),
+            ("mesh_owner", r.mesh_owner.as_ref()),
+            ("router", r.router.as_ref()),
+            ("route", r.route.as_ref()),
+        ];
+        if let Some((name, _)) = names
+            .iter()
+            .find(|(_, v)| v.is_some_and(|v| v.trim().is_empty()))
+        {
+            return Err(SpecError {
+                field: Some(format!("route.{name}")),
+                at: None,
+                message: "must not be empty".into(),
+            });
+        }
         let s = &self.strategy;
         let all = [
             ("steps", s.steps.is_some()),
@@ -331,15 +349,92 @@ pub struct PolicySpec {
     /// The rollout id (tokens, resume). Default: derived from the route and versions.
     pub id: Option<String>,
     /// Check interval.
-    pub check_interval: Option<String>,
+    pub check_interval: Option<Dur>,
     /// Check timeout.
-    pub check_timeout: Option<String>,
+    pub check_timeout: Option<Dur>,
     /// Consecutive failures that roll back.
     pub failure_threshold: Option<u32>,
     /// Overall deadline.
-    pub deadline: Option<String>,
+    pub deadline: Option<Dur>,
     /// Resume from the route's weights (default true for the command line).
     pub resume: Option<bool>,
+    /// What inconclusive verdicts (no data, timeouts) mean: `fail` (the default: roll
+    /// back after `inconclusive_limit` in a row), `wait` (keep checking until healthy;
+    /// the deadline bounds it) or `pass` (count them as healthy: the AWS canary
+    /// pipeline's rule).
+    pub inconclusive: Option<Inconclusive>,
+    /// With `inconclusive = "fail"`: how many in a row roll back. Default 3.
+    pub inconclusive_limit: Option<u32>,
+}
+
+/// The spec's words for [`meshkit::rollout::InconclusivePolicy`].
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Inconclusive {
+    /// Roll back after `inconclusive_limit` in a row (default 3).
+    Fail,
+    /// Keep checking until a healthy verdict; the deadline bounds the wait.
+    Wait,
+    /// Count as healthy (the AWS canary pipeline's rule: no data is healthy).
+    Pass,
+}
+
+/// A duration as written in a spec (`250ms`, `10s`, `5m`, `4h`), parsed when the spec
+/// is read, so a bad one is reported with its field and position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dur {
+    /// The value.
+    pub value: Duration,
+    /// As written.
+    pub text: String,
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Dur {
+    /// Parses `250ms`, `10s`, `5m`, `4h` (or a bare number of seconds).
+    pub fn parse(text: &str) -> Option<Self> {
+        let v = text.trim();
+        let split = v
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(v.len());
+        let (num, unit) = v.split_at(split);
+        let n: f64 = num.parse().ok()?;
+        let secs = match unit {
+            "ms" => n / 1000.0,
+            "" | "s" => n,
+            "m" => n * 60.0,
+            "h" => n * 3600.0,
+            _ => return None,
+        };
+        let value = Duration::try_from_secs_f64(secs).ok()?;
+        Some(Self {
+            value,
+            text: v.to_string(),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as \"250ms\", \"10s\", \"5m\" or \"4h\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Dur, E> {
+                Dur::parse(v).ok_or_else(|| {
+                    E::custom(format!("{v:?} is not a duration (e.g. 250ms, 10s, 5m, 4h)"))
+                })
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
 }
 
 /// Why a spec was refused: the field, and where it is when known.
@@ -377,36 +472,91 @@ pub enum Format {
 }
 
 impl Format {
-    /// JSON for `.json` files, TOML otherwise.
+    /// JSON for `.json` files (any case), TOML otherwise.
     pub fn of(path: &str) -> Self {
-        if path.ends_with(".json") {
-            Self::Json
-        } else {
-            Self::Toml
+        let is_json = std::path::Path::new(path)
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        if is_json { Self::Json } else { Self::Toml }
+    }
+}
+
+/// The text without a leading byte-order mark (editors on Windows write one).
+pub fn strip_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
+/// Parses a spec. Errors name the field (`strategy.bake`, `route.stable`) and where it
+/// is. Never panics, whatever the input.
+pub fn parse(text: &str, format: Format) -> Result<Spec, SpecError> {
+    let text = strip_bom(text);
+    match format {
+        Format::Json => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let spec: Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let message = inner.to_string();
+                let suffix = format!(" at line {} column {}", inner.line(), inner.column());
+                let message = message
+                    .strip_suffix(&suffix)
+                    .unwrap_or(&message)
+                    .to_string();
+                let at = (inner.line() > 0).then(|| (inner.line(), inner.column()));
+                field_error(text, format, path, at, message)
+            })?;
+            de.end().map_err(|e| SpecError {
+                field: None,
+                at: Some((e.line(), e.column())),
+                message: "trailing characters after the spec".into(),
+            })?;
+            Ok(spec)
+        }
+        Format::Toml => {
+            let de = toml::Deserializer::parse(text).map_err(|e| SpecError {
+                field: None,
+                at: e.span().map(|s| line_col(text, s.start)),
+                message: e.message().to_string(),
+            })?;
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let at = inner.span().map(|s| line_col(text, s.start));
+                field_error(text, format, path, at, inner.message().to_string())
+            })
         }
     }
 }
 
-/// Parses a spec. Never panics, whatever the input.
-pub fn parse(text: &str, format: Format) -> Result<Spec, SpecError> {
-    match format {
-        Format::Json => serde_json::from_str(text).map_err(|e| {
-            let message = e.to_string();
-            let suffix = format!(" at line {} column {}", e.line(), e.column());
-            SpecError {
-                field: None,
-                at: (e.line() > 0).then(|| (e.line(), e.column())),
-                message: message
-                    .strip_suffix(&suffix)
-                    .unwrap_or(&message)
-                    .to_string(),
-            }
-        }),
-        Format::Toml => toml::from_str(text).map_err(|e| SpecError {
-            field: None,
-            at: e.span().map(|s| line_col(text, s.start)),
-            message: e.message().to_string(),
-        }),
+/// A parse error with its field path. A missing field names the field inside its
+/// table and points at the table.
+fn field_error(
+    text: &str,
+    format: Format,
+    path: String,
+    at: Option<(usize, usize)>,
+    message: String,
+) -> SpecError {
+    let path = (path != "." && !path.is_empty()).then_some(path);
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let name = rest.split('`').next().unwrap_or_default();
+        let field = match &path {
+            Some(p) => format!("{p}.{name}"),
+            None => name.to_string(),
+        };
+        let table = path.as_deref().map(|p| p.split('[').next().unwrap_or(p));
+        let at = table.and_then(|t| locate_table(text, t, format)).or(at);
+        return SpecError {
+            field: Some(field),
+            at,
+            message: "missing: this table needs it".into(),
+        };
+    }
+    SpecError {
+        field: path,
+        at,
+        message,
     }
 }
 
@@ -417,6 +567,17 @@ pub fn line_col(text: &str, at: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
+}
+
+/// Where the table `name` starts: `[name]` or `[[name]]` in TOML, `"name"` in JSON.
+pub fn locate_table(text: &str, name: &str, format: Format) -> Option<(usize, usize)> {
+    let at = match format {
+        Format::Toml => text
+            .find(&format!("[{name}]"))
+            .or_else(|| text.find(&format!("[[{name}]]")))?,
+        Format::Json => text.find(&format!("\"{name}\""))?,
+    };
+    Some(line_col(text, at))
 }
 
 /// Where the field `path` (`section.key`) is written in `text`, found by looking for
@@ -457,30 +618,4 @@ pub fn locate(text: &str, path: &str, format: Format) -> Option<(usize, usize)> 
         offset += line.len();
     }
     (!section.is_empty()).then(|| line_col(text, start))
-}
-
-/// Parses `250ms`, `10s`, `5m`, `4h` (or a bare number of seconds).
-pub fn duration(field: &str, value: &str) -> Result<Duration, SpecError> {
-    let v = value.trim();
-    let split = v
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    let n: f64 = num.parse().map_err(|_| bad_duration(field, value))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(bad_duration(field, value)),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| bad_duration(field, value))
-}
-
-fn bad_duration(field: &str, value: &str) -> SpecError {
-    SpecError {
-        field: Some(field.to_string()),
-        at: None,
-        message: format!("{value:?} is not a duration (e.g. 250ms, 10s, 5m, 4h)"),
-    }
 }

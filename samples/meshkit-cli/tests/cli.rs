@@ -75,7 +75,12 @@ fn an_invalid_spec_names_the_field_and_line_and_exits_2() {
         ("missing.toml", GOPHER_SPEC.replace("router = \"distributor-router\"\n", ""), "route.router (line 2, column 1)"),
         ("unknown.json", r#"{"route": {"backend": "local", "stable": "a", "new": "b",
  "listen": "127.0.0.1:1", "stable_addr": "127.0.0.1:2", "new_addr": "127.0.0.1:3", "colour": "red"}}"#.to_string(), "line 2, column 91"),
-        ("duration.toml", GOPHER_SPEC.replace("\"50ms\"", "\"soon\""), "policy.check_interval (line 21, column 1)"),
+        ("duration.toml", GOPHER_SPEC.replace("\"50ms\"", "\"soon\""), "policy.check_interval (line 21, column 18): \"soon\" is not a duration"),
+        ("empty.toml", GOPHER_SPEC.replace("mesh = \"gophermesh\"", "mesh = \"\""), "route.mesh (line 4, column 1): must not be empty"),
+        ("blank.toml", GOPHER_SPEC.replace("route = \"distributor-route\"", "route = \"  \""), "route.route (line 6, column 1): must not be empty"),
+        ("no-stable.toml", GOPHER_SPEC.replace("stable = \"distributorV1\"\n", ""), "route.stable (line 2, column 1): missing"),
+        ("no-kind.toml", GOPHER_SPEC.replace("kind = \"canary\"\n", ""), "strategy.kind (line 10, column 1): missing"),
+        ("fraction.toml", GOPHER_SPEC.replace("[10, 50, 100]", "[10.5, 50, 100]"), "strategy.steps[0] (line 12"),
     ];
     for (name, body, expected) in cases {
         let spec = spec_file(&dir, name, &body);
@@ -131,17 +136,30 @@ async fn run_promotes_then_status_and_rollback_work_against_the_emulator() {
         .collect();
     assert!(lines.iter().any(|l| l["event"] == "WeightsWritten"));
     assert_eq!(lines.last().unwrap()["outcome"], "promoted");
-    assert_eq!(
-        status(moto.endpoint(), &dir, &spec),
-        "distributorV1=0 distributorV2=100"
-    );
+    // The stable node is taken off the route after promotion.
+    assert!(lines.iter().any(|l| l["event"] == "TargetRemoved"));
+    assert_eq!(status(moto.endpoint(), &dir, &spec), "distributorV2=100");
 
+    let out = meshkit(Some(moto.endpoint()), &dir)
+        .args(["rollback", "--json"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["written"], true, "{said}");
+    // Again: the route is already there; nothing is written, and it says so.
     let out = meshkit(Some(moto.endpoint()), &dir)
         .arg("rollback")
         .arg(&spec)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("already in force, nothing written"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(
         status(moto.endpoint(), &dir, &spec),
         "distributorV1=100 distributorV2=0"
@@ -189,7 +207,7 @@ fn spawn_run(moto: &MotoServer, dir: &Path, spec: &Path, bake: &str) -> Child {
         .arg(spec)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap()
 }
@@ -260,7 +278,7 @@ async fn twenty_kills_at_random_points_all_resume_to_a_safe_end() {
         );
         let weights = status(moto.endpoint(), &dir, &spec);
         let expected = if code == Some(0) {
-            "distributorV1=0 distributorV2=100"
+            "distributorV2=100"
         } else {
             "distributorV1=100 distributorV2=0"
         };
@@ -356,7 +374,7 @@ fn run_on_the_local_backend_promotes() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(last["weights"], "blue=0 green=100");
+    assert_eq!(last["weights"], "green=100");
     // A local route lives only inside `run`.
     let out = meshkit(None, &dir)
         .arg("status")
@@ -381,7 +399,7 @@ async fn promote_from_another_shell_is_a_manual_gate_for_a_running_rollout() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    // The run notices at its next step's read, when the 2 s bake ends.
+    // The run notices at its next check round (every 50 ms), not when the bake ends.
     let last = lines.last().unwrap_or_default();
     assert_eq!(run.wait().unwrap().code(), Some(0), "{last}");
     assert!(last.contains("\"outcome\":\"promoted_by_hand\""), "{last}");
@@ -389,4 +407,182 @@ async fn promote_from_another_shell_is_a_manual_gate_for_a_running_rollout() {
         status(moto.endpoint(), &dir, &spec),
         "distributorV1=0 distributorV2=100"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_bake_rolls_back_and_exits_143() {
+    let moto = gopher::moto();
+    let dir = temp_dir("sigterm");
+    let spec = gopher_setup(&moto, &dir).await;
+    let mut child = spawn_run(&moto, &dir, &spec, "30s");
+    let stderr = child.stderr.take();
+    assert!(wait_for_event(&mut child, "WeightsWritten"));
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let started = Instant::now();
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(143));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        status(moto.endpoint(), &dir, &spec),
+        "distributorV1=100 distributorV2=0"
+    );
+    let mut said = String::new();
+    if let Some(mut e) = stderr {
+        use std::io::Read;
+        e.read_to_string(&mut said).unwrap();
+    }
+    assert!(said.contains("SIGTERM received, rolling back"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_writer_setting_the_next_steps_weights_stops_the_run_and_is_left_alone() {
+    let moto = gopher::moto();
+    let dir = temp_dir("next-step");
+    let spec = gopher_setup(&moto, &dir).await;
+    let mut run = spawn_run(&moto, &dir, &spec, "3s");
+    let stdout = run.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    assert!(lines.any(|l| l.contains("\"event\":\"WeightsWritten\"")));
+    // During the 10% bake, someone else sets 50/50: exactly meshkit's next step.
+    moto.clear_requests();
+    let mesh = gopher::appmesh(&moto.sdk_config(), &CallCounter::new());
+    mesh.update_route()
+        .mesh_name(MESH)
+        .virtual_router_name(ROUTER)
+        .route_name(ROUTE)
+        .spec(gopher::http_route(50, 50))
+        .send()
+        .await
+        .unwrap();
+    let last = lines.last().unwrap_or_default();
+    assert_eq!(run.wait().unwrap().code(), Some(4), "{last}");
+    assert!(last.contains("changed by another writer"), "{last}");
+    assert_eq!(
+        status(moto.endpoint(), &dir, &spec),
+        "distributorV1=50 distributorV2=50"
+    );
+    // The other writer's UpdateRoute is the only one: meshkit wrote nothing more.
+    let updates = moto
+        .requests()
+        .iter()
+        .filter(|op| *op == "UpdateRoute")
+        .count();
+    assert_eq!(updates, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_to_v4_back_to_back_each_promote() {
+    let moto = gopher::moto();
+    let dir = temp_dir("back-to-back");
+    let spec = gopher_setup(&moto, &dir).await;
+    let sdk = moto.sdk_config();
+    let router = meshkit::traffic::appmesh::AppMeshRouter::new(aws_sdk_appmesh::Client::new(&sdk));
+    let route = meshkit::traffic::appmesh::AppMeshRoute::new(MESH, ROUTER, ROUTE);
+    let dns = |v: &str| meshkit::traffic::appmesh::NodeDiscovery::dns(format!("{v}.gopher.local"));
+    for v in ["distributorV3", "distributorV4"] {
+        router
+            .ensure_virtual_node(&route, V1, v, &dns(v))
+            .await
+            .unwrap();
+    }
+    let base = std::fs::read_to_string(&spec).unwrap();
+    for (from, to) in [
+        ("distributorV1", "distributorV2"),
+        ("distributorV2", "distributorV3"),
+        ("distributorV3", "distributorV4"),
+    ] {
+        let body = base
+            .replace(
+                "stable = \"distributorV1\"",
+                &format!("stable = \"{from}\""),
+            )
+            .replace("new = \"distributorV2\"", &format!("new = \"{to}\""));
+        let file = spec_file(&dir, &format!("{to}.toml"), &body);
+        let out = meshkit(Some(moto.endpoint()), &dir)
+            .arg("run")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{from}->{to}: {}", text(&out));
+        assert_eq!(status(moto.endpoint(), &dir, &file), format!("{to}=100"));
+    }
+}
+
+#[test]
+fn aws_settings_that_cannot_work_are_named_with_the_fix() {
+    let dir = temp_dir("aws-settings");
+    let spec = spec_file(
+        &dir,
+        "gopher.toml",
+        &GOPHER_SPEC.replace("SERVICE", "srv-x"),
+    );
+    // (case, variables removed, endpoint, what stderr says)
+    let cases: [(&str, &[&str], &str, &str); 3] = [
+        (
+            "no credentials",
+            &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+            "http://127.0.0.1:9",
+            "no AWS credentials",
+        ),
+        (
+            "no region",
+            &["AWS_REGION"],
+            "http://127.0.0.1:9",
+            "no AWS region: set AWS_REGION",
+        ),
+        (
+            "bad endpoint",
+            &[],
+            "127.0.0.1:9",
+            "must start with http:// or https://",
+        ),
+    ];
+    for (name, env, endpoint, expected) in cases {
+        for command in ["run", "status", "rollback"] {
+            let mut c = meshkit(Some(endpoint), &dir);
+            for k in env {
+                c.env_remove(k);
+            }
+            let out = c.arg(command).arg(&spec).output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{name} {command}: {}",
+                text(&out)
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains(expected), "{name} {command}: {stderr}");
+            // One plain line, no SDK debug structures.
+            assert!(stderr.len() < 400, "{name} {command}: {stderr}");
+            assert!(
+                !stderr.contains("DispatchFailure") && !stderr.contains("{"),
+                "{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn json_with_a_bom_and_an_upper_case_extension_are_read_as_json() {
+    let dir = temp_dir("bom");
+    let body = r#"{"route": {"backend": "local", "stable": "a", "new": "b",
+        "listen": "127.0.0.1:1", "stable_addr": "127.0.0.1:2", "new_addr": "127.0.0.1:3"},
+        "strategy": {"kind": "canary", "steps": [10, 100]},
+        "checks": [{"kind": "http", "url": "http://127.0.0.1:2/"}]}"#;
+    for (name, text_) in [
+        ("bom.json", format!("\u{feff}{body}")),
+        ("UPPER.JSON", body.to_string()),
+    ] {
+        let file = spec_file(&dir, name, &text_);
+        let out = meshkit(None, &dir).arg("plan").arg(&file).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out));
+    }
 }

@@ -87,7 +87,8 @@ async fn put_5xx(client: &aws_sdk_cloudwatch::Client, value: f64) {
     // whole-second query bounds with sub-second timestamps, so a datapoint from this
     // very second can fall after the check's end time.
     let at = SystemTime::now() - std::time::Duration::from_secs(2);
-    put_envoy_5xx(client, "prod", NEW, at, value).await;
+    // The pipeline's dimensions: the task family is the service, the node has the Sha.
+    put_envoy_5xx(client, "prod", "payments", NEW, at, value).await;
 }
 
 #[test]
@@ -114,7 +115,9 @@ fn plan_maps_deploy_json_to_a_linear_rollout_with_the_5xx_check() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("CloudWatch ingress 5xx of payments-abc123 over 600s, at most 1"),
+        stdout.contains(
+            "CloudWatch ingress 5xx of payments-abc123 (task family payments, cluster prod) over 600s, at most 1"
+        ),
         "{stdout}"
     );
 }
@@ -167,4 +170,123 @@ async fn deploy_json_promotes_on_clean_metrics_and_rolls_back_on_5xx() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["weights"], "payments-abc123=0 payments-v1=100");
+}
+
+/// The pipeline counted "no data" as healthy; meshkit does not unless asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_data_rolls_back_by_default_and_passes_with_the_pipelines_rule() {
+    let moto = gopher::moto();
+    let sdk = moto.sdk_config();
+    let dir = std::env::temp_dir().join(format!("meshkit-deploy-nodata-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mesh = aws_sdk_appmesh::Client::new(&sdk);
+    pipeline_mesh(&mesh).await;
+    let file = deploy_json(&dir);
+
+    let plan = meshkit(moto.endpoint(), &dir)
+        .args(["plan", "--inconclusive", "pass"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&plan.stdout)
+            .contains("inconclusive: count inconclusive as healthy (the canary pipeline's rule)"),
+        "{}",
+        text(&plan)
+    );
+    let plan = meshkit(moto.endpoint(), &dir)
+        .arg("plan")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&plan.stdout)
+            .contains("inconclusive: roll back after 3 inconclusive in a row"),
+        "{}",
+        text(&plan)
+    );
+
+    // No datapoints at all: three inconclusive rounds, rolled back.
+    let out = meshkit(moto.endpoint(), &dir)
+        .arg("run")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("inconclusive too long"),
+        "{}",
+        text(&out)
+    );
+    // The same with the pipeline's rule: promoted.
+    let out = meshkit(moto.endpoint(), &dir)
+        .args(["run", "--inconclusive", "pass"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// `plan` on a deploy.json shows the id and tokens the run uses, and the calls it makes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_agrees_with_the_run_on_id_tokens_and_calls() {
+    let moto = gopher::moto();
+    let sdk = moto.sdk_config();
+    let dir = std::env::temp_dir().join(format!("meshkit-deploy-calls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mesh = aws_sdk_appmesh::Client::new(&sdk);
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk);
+    pipeline_mesh(&mesh).await;
+    put_5xx(&cw, 0.0).await;
+    let file = deploy_json(&dir);
+    let plan = meshkit(moto.endpoint(), &dir)
+        .args(["plan", "--json"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let calls = &plan["route_calls"];
+    let n = |k: &str| calls[k].as_u64().unwrap_or_else(|| panic!("{k}: {calls}")) as usize;
+    // plan ran with no stable node given: the run reads it from the route first.
+    assert_eq!(n("before_first_write"), 7, "{calls}");
+
+    moto.clear_requests();
+    let out = meshkit(moto.endpoint(), &dir)
+        .args(["run", "--json"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let count = |kind: &str| events.iter().filter(|e| e["event"] == kind).count();
+    let (shifts, rounds) = (count("WeightsWritten"), count("Verdict"));
+    assert_eq!(shifts, 2, "{events:?}");
+    assert_eq!(
+        events[0]["message"].as_str().unwrap().split(' ').nth(3),
+        plan["id"].as_str()
+    );
+
+    let served = moto.requests();
+    let appmesh: Vec<&String> = served
+        .iter()
+        .filter(|op| op.contains("Route") || op.contains("Mesh") || op.contains("Virtual"))
+        .collect();
+    assert_eq!(
+        appmesh.len(),
+        n("before_first_write")
+            + shifts * n("per_shift")
+            + rounds * n("per_check_round")
+            + n("to_promote"),
+        "{shifts} shifts, {rounds} rounds: {appmesh:?}"
+    );
+    // The check's own calls: one GetMetricData per round.
+    assert_eq!(
+        served.iter().filter(|op| *op == "GetMetricData").count(),
+        rounds,
+        "{served:?}"
+    );
 }

@@ -1,0 +1,151 @@
+//! The `meshkit` command as a library: plan, run and inspect rollouts from a spec file
+//! (TOML or JSON), or from the AWS canary pipeline's `deploy.json`. `main.rs` only
+//! parses the command line and calls [`run`].
+//!
+//! Exit codes ([`exit`]): 0 promoted (or command done), 2 invalid input, 3 rolled back,
+//! 4 stopped with an error, 129/130/143 ended by SIGHUP/SIGINT/SIGTERM (after rolling
+//! back).
+
+pub mod build;
+pub mod deploy;
+pub mod spec;
+
+mod aws_env;
+mod load;
+mod plan;
+mod route;
+mod run;
+mod signals;
+
+use clap::{Parser, Subcommand};
+
+pub use load::{Loaded, load_spec};
+pub use plan::Calls;
+
+/// The exit codes.
+pub mod exit {
+    /// Promoted, or the command did what it said.
+    pub const OK: u8 = 0;
+    /// Invalid input: the spec, a flag, or the AWS settings (endpoint, region,
+    /// credentials). Nothing was called.
+    pub const INVALID: u8 = 2;
+    /// Rolled back by the checks (or by hand from another shell).
+    pub const ROLLED_BACK: u8 = 3;
+    /// Stopped with an error; the message names the weights in force.
+    pub const FAILED: u8 = 4;
+    /// Ended by SIGHUP (the terminal went away), after rolling back.
+    pub const HANGUP: u8 = 129;
+    /// Ended by Ctrl-C (SIGINT), after rolling back or as the person chose.
+    pub const INTERRUPTED: u8 = 130;
+    /// Ended by SIGTERM (a CI job's timeout, `timeout`, systemd, a container runtime),
+    /// after rolling back.
+    pub const TERMINATED: u8 = 143;
+}
+
+/// Progressive delivery from the command line: canary, linear and blue/green traffic
+/// shifting with health checks and automatic rollback.
+#[derive(Debug, Parser)]
+#[command(name = "meshkit", version)]
+pub struct Cli {
+    /// The AWS endpoint to use (e.g. an emulator); `AWS_ENDPOINT_URL` works too.
+    #[arg(long, global = true)]
+    pub endpoint_url: Option<String>,
+    /// One JSON object per line instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// deploy.json only: the service (`<svc>`), when the file has no
+    /// `MicroserviceName`.
+    #[arg(long, global = true)]
+    pub service: Option<String>,
+    /// deploy.json only: the stable node. Default: the node the route now sends the
+    /// most traffic to (read from App Mesh).
+    #[arg(long, global = true)]
+    pub stable: Option<String>,
+    /// What inconclusive checks (no data, timeouts) mean, overriding the spec's
+    /// `policy.inconclusive`: `fail` (roll back after 3 in a row, the default), `wait`,
+    /// or `pass` (the AWS canary pipeline's rule: no data is healthy).
+    #[arg(long, global = true, value_enum)]
+    pub inconclusive: Option<spec::Inconclusive>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the spec and print every step, the checks, what inconclusive checks
+    /// mean, and the AWS calls it would make. No call is made.
+    Plan {
+        /// The spec file (`.toml` or `.json`).
+        spec: String,
+    },
+    /// Run the rollout. Ctrl-C asks whether to roll back (rolls back when there is no
+    /// terminal); SIGTERM and SIGHUP roll back. A second signal exits at once.
+    Run {
+        /// The spec file.
+        spec: String,
+        /// Resume from a split between the two versions that this plan never writes
+        /// (set by a person or another tool), from the first step at or above it.
+        #[arg(long)]
+        adopt: bool,
+    },
+    /// Print the route's current weights.
+    Status {
+        /// The spec file.
+        spec: String,
+    },
+    /// Put all traffic on the new version now (retried, read back, refused if the
+    /// route changes meanwhile).
+    Promote {
+        /// The spec file.
+        spec: String,
+    },
+    /// Put all traffic back on the stable version now (retried, read back, refused if
+    /// the route changes meanwhile).
+    Rollback {
+        /// The spec file.
+        spec: String,
+    },
+}
+
+impl Command {
+    /// The spec file the command reads.
+    pub fn spec(&self) -> &str {
+        match self {
+            Self::Plan { spec }
+            | Self::Run { spec, .. }
+            | Self::Status { spec }
+            | Self::Promote { spec }
+            | Self::Rollback { spec } => spec,
+        }
+    }
+}
+
+/// Runs the command; returns the exit code.
+pub async fn run(cli: Cli) -> u8 {
+    let path = cli.command.spec().to_owned();
+    let needs_route = !matches!(cli.command, Command::Plan { .. });
+    let loaded = match load::load(&cli, &path, needs_route).await {
+        Ok(l) => l,
+        Err(load::Loading::Invalid(e)) => {
+            eprintln!("meshkit: invalid spec {path}: {e}");
+            return exit::INVALID;
+        }
+        Err(load::Loading::Environment(e)) => {
+            eprintln!("meshkit: {e}");
+            return exit::INVALID;
+        }
+        Err(load::Loading::Failed(e)) => {
+            eprintln!("meshkit: {e}");
+            return exit::FAILED;
+        }
+    };
+    match &cli.command {
+        Command::Plan { .. } => plan::plan(&cli, &loaded),
+        Command::Run { adopt, .. } => run::run(&cli, &loaded, *adopt).await,
+        Command::Status { .. } => route::status(&cli, &loaded).await,
+        Command::Promote { .. } => route::set(&cli, &loaded, 100).await,
+        Command::Rollback { .. } => route::set(&cli, &loaded, 0).await,
+    }
+}

@@ -1,0 +1,188 @@
+//! `meshkit plan`: every step, the checks, what inconclusive checks mean, and the AWS
+//! calls the run makes. No call is made.
+
+use meshkit::strategy::Stage;
+use meshkit::traffic::client_token;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::load::{Loaded, validate};
+use crate::spec::{Backend, CheckKind, CheckSpec, Spec};
+use crate::{Cli, build, exit};
+
+/// The route calls a run makes on App Mesh, counted the way `meshkit run` makes them
+/// (checked against the emulator's request log by the tests). A check's own calls
+/// (CloudWatch, Cloud Map) come on top and are listed separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Calls {
+    /// Before the first write: the stable node read from the route (`deploy.json`
+    /// without `--stable`), the preflight (`DescribeMesh`, `DescribeVirtualRouter`,
+    /// `DescribeVirtualNode` ×2, `DescribeRoute`) and the start's `DescribeRoute`.
+    pub before_first_write: u32,
+    /// Each shift: `DescribeRoute`, `UpdateRoute` (whose answer is the read-back). One
+    /// (no write) when the step's weights are already in force on a resumed run.
+    pub per_shift: u32,
+    /// Each round of checks: one `DescribeRoute`, to see another writer within one
+    /// check interval.
+    pub per_check_round: u32,
+    /// After the last shift: confirm (`DescribeRoute`), take the stable node off the
+    /// route (`DescribeRoute`, `UpdateRoute`), confirm the promotion (`DescribeRoute`).
+    pub to_promote: u32,
+    /// A rollback: `DescribeRoute`, `UpdateRoute`.
+    pub to_roll_back: u32,
+}
+
+impl Calls {
+    /// The App Mesh calls of a run of `loaded`.
+    pub fn appmesh(loaded: &Loaded) -> Self {
+        Self {
+            before_first_write: 6 + u32::from(loaded.stable_read),
+            per_shift: 2,
+            per_check_round: 1,
+            to_promote: 4,
+            to_roll_back: 2,
+        }
+    }
+}
+
+/// Prints the plan; returns the exit code.
+pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
+    let spec = &loaded.spec;
+    let rollout = match validate(spec) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("meshkit: invalid spec: {e}");
+            return exit::INVALID;
+        }
+    };
+    let (stable, new) = build::versions(spec);
+    let stages: Vec<serde_json::Value> = rollout
+        .plan()
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let weights = match s {
+                Stage::Shift { new_percent, .. } => {
+                    meshkit::traffic::Weights::split(stable, new, *new_percent)
+                        .map(|w| w.to_string())
+                        .unwrap_or_default()
+                }
+                _ => String::new(),
+            };
+            json!({"index": i, "stage": s.to_string(), "weights": weights,
+                   "token": client_token(rollout.id(), &i.to_string()),
+                   "bake_ms": s.bake().as_millis() as u64})
+        })
+        .collect();
+    let checks: Vec<String> = spec.checks.iter().map(describe_check).collect();
+    let policy = rollout.policy();
+    let inconclusive = policy.inconclusive().to_string();
+    let calls = (spec.route.backend == Backend::Appmesh).then(|| Calls::appmesh(loaded));
+    let check_calls = check_calls(spec);
+    if cli.json {
+        println!(
+            "{}",
+            json!({"id": rollout.id(), "route": build::route_name(spec), "from": stable,
+                   "to": new, "stages": stages, "checks": checks,
+                   "check_interval_ms": policy.check_interval().as_millis() as u64,
+                   "failure_threshold": policy.failure_threshold(),
+                   "inconclusive": inconclusive,
+                   "route_calls": calls, "check_calls": check_calls})
+        );
+        return exit::OK;
+    }
+    println!(
+        "rollout {} on {}: {stable} -> {new}",
+        rollout.id(),
+        build::route_name(spec)
+    );
+    for s in &stages {
+        println!(
+            "  {:>2}  {}{}",
+            s["index"],
+            s["stage"].as_str().unwrap_or_default(),
+            match s["weights"].as_str() {
+                Some(w) if !w.is_empty() => format!("  ({w})"),
+                _ => String::new(),
+            }
+        );
+    }
+    println!(
+        "checks every {:?}: {}",
+        policy.check_interval(),
+        checks.join("; ")
+    );
+    println!(
+        "rolls back after {} unhealthy in a row; inconclusive: {inconclusive}",
+        policy.failure_threshold()
+    );
+    println!("calls:");
+    match calls {
+        Some(c) => {
+            println!(
+                "  before the first write: {} (preflight: DescribeMesh, DescribeVirtualRouter, DescribeVirtualNode {stable}, DescribeVirtualNode {new}, DescribeRoute; then DescribeRoute{})",
+                c.before_first_write,
+                if loaded.stable_read {
+                    "; and DescribeRoute first, to find the stable node"
+                } else {
+                    ""
+                }
+            );
+            println!(
+                "  each shift: {} (DescribeRoute, UpdateRoute with client token {}); each check round: {} (DescribeRoute)",
+                c.per_shift,
+                client_token(rollout.id(), "<stage>"),
+                c.per_check_round
+            );
+            println!(
+                "  to promote: {} (DescribeRoute; DescribeRoute, UpdateRoute taking {stable} off the route; DescribeRoute); a rollback: {} (DescribeRoute, UpdateRoute)",
+                c.to_promote, c.to_roll_back
+            );
+        }
+        None => println!("  none to AWS for the route: the local mesh runs inside `meshkit run`"),
+    }
+    for c in &check_calls {
+        println!("  {c}");
+    }
+    exit::OK
+}
+
+fn check_calls(spec: &Spec) -> Vec<String> {
+    let mut calls = Vec::new();
+    if spec.checks.iter().any(|c| c.kind == CheckKind::Envoy5xx) {
+        calls.push("each check round: GetMetricData (per page)".to_string());
+    }
+    if spec.checks.iter().any(|c| c.kind == CheckKind::Cloudmap) {
+        calls.push(
+            "each check round: ListInstances, GetInstancesHealthStatus (per Cloud Map check, per page)"
+                .to_string(),
+        );
+    }
+    calls
+}
+
+fn describe_check(c: &CheckSpec) -> String {
+    let or_blank = |v: &Option<String>| v.clone().unwrap_or_default();
+    let dur =
+        |v: &Option<crate::spec::Dur>| v.as_ref().map(ToString::to_string).unwrap_or_default();
+    match c.kind {
+        CheckKind::Http => format!("http probe {}", or_blank(&c.url)),
+        CheckKind::Cloudmap => {
+            format!("Cloud Map instance health of {}", or_blank(&c.service_id))
+        }
+        CheckKind::Prometheus => format!("prometheus {}", or_blank(&c.query)),
+        CheckKind::SuccessRate => format!(
+            "success rate of the new version at least {}",
+            c.min.unwrap_or(1.0)
+        ),
+        CheckKind::LatencyP99 => format!("p99 of the new version at most {}", dur(&c.max_latency)),
+        CheckKind::Envoy5xx => format!(
+            "CloudWatch ingress 5xx of {} (task family {}, cluster {}) over {}, at most {}",
+            or_blank(&c.virtual_node),
+            or_blank(&c.task_family),
+            or_blank(&c.cluster),
+            dur(&c.window),
+            c.max.unwrap_or_default()
+        ),
+    }
+}

@@ -1,0 +1,122 @@
+//! `meshkit status`, `meshkit promote`, `meshkit rollback`: one read, or one safe write.
+
+use meshkit::rollout::SetWeights;
+use meshkit::traffic::appmesh::AppMeshRouter;
+use meshkit::traffic::{RouteRef, TrafficRouter, Weights, client_token};
+use serde_json::json;
+
+use crate::load::Loaded;
+use crate::{Cli, aws_env, build, exit};
+
+/// The App Mesh router and route of an App Mesh spec, or an exit code.
+async fn appmesh(cli: &Cli, loaded: &Loaded) -> Result<(AppMeshRouter, RouteRef), u8> {
+    let Some(route) = build::appmesh_route(&loaded.spec) else {
+        eprintln!("meshkit: a local route exists only inside `meshkit run`");
+        return Err(exit::INVALID);
+    };
+    let rr = route.route_ref().map_err(|e| {
+        eprintln!("meshkit: {e}");
+        exit::INVALID
+    })?;
+    let sdk = aws_env::sdk(cli).await.map_err(|e| {
+        eprintln!("meshkit: {e}");
+        exit::INVALID
+    })?;
+    Ok((
+        AppMeshRouter::new(meshkit::sdk::appmesh::Client::new(&sdk)),
+        rr,
+    ))
+}
+
+/// Prints the route's weights and revision.
+pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
+    let (router, rr) = match appmesh(cli, loaded).await {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    match router.read(&rr).await {
+        Ok(now) => {
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({"route": rr.as_str(), "weights": now.weights.to_string(),
+                           "revision": now.revision})
+                );
+            } else {
+                println!(
+                    "{rr}: {} (version {})",
+                    now.weights,
+                    now.revision.as_deref().unwrap_or("?")
+                );
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("meshkit: {e}");
+            exit::FAILED
+        }
+    }
+}
+
+/// Sets `new_percent` on the new version (100: promote, 0: roll back) with the
+/// runner's guarantees: retried, read back, and refused if the route changes between
+/// the read this command shows and the write.
+pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8) -> u8 {
+    let (router, rr) = match appmesh(cli, loaded).await {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let (stable, new) = build::versions(&loaded.spec);
+    let Ok(target) = Weights::split(stable, new, new_percent) else {
+        return exit::INVALID;
+    };
+    let before = match router.read(&rr).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("meshkit: cannot read {rr}: {e}; nothing written");
+            return exit::FAILED;
+        }
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let token = client_token(
+        &build::rollout_id(&loaded.spec),
+        &format!("m{new_percent}-{stamp}"),
+    );
+    let result = SetWeights::new(router, rr.clone(), target)
+        .expect(before.clone())
+        .token(token)
+        .apply()
+        .await;
+    match result {
+        Ok(report) => {
+            let what = if report.written {
+                "written and read back"
+            } else {
+                "already in force, nothing written"
+            };
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({"route": rr.as_str(), "before": before.weights.to_string(),
+                           "weights": report.after.weights.to_string(),
+                           "written": report.written})
+                );
+            } else {
+                println!(
+                    "{rr}: {} -> {} ({what})",
+                    before.weights, report.after.weights
+                );
+            }
+            exit::OK
+        }
+        Err(e) => {
+            let in_force = e
+                .in_force()
+                .map_or_else(|| "unknown".to_string(), ToString::to_string);
+            eprintln!("meshkit: {e} (in force: {in_force})");
+            exit::FAILED
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! `meshkit run`: the rollout, its events on stdout, signals, and the exit code.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use meshkit::rollout::Event;
+use meshkit::traffic::TrafficRouter;
+use meshkit::traffic::appmesh::AppMeshRouter;
+use meshkit::traffic::local::LocalMesh;
+use meshkit::{Outcome, RolloutError};
+use serde_json::json;
+
+use crate::load::{Loaded, rollout_builder};
+use crate::signals::{Signal, Signals};
+use crate::spec::{Backend, CheckKind, Spec};
+use crate::{Cli, aws_env, build, exit};
+
+fn needs_aws(spec: &Spec) -> bool {
+    spec.route.backend == Backend::Appmesh
+        || spec
+            .checks
+            .iter()
+            .any(|c| matches!(c.kind, CheckKind::Cloudmap | CheckKind::Envoy5xx))
+}
+
+/// Runs the rollout of `loaded`; returns the exit code.
+pub(crate) async fn run(cli: &Cli, loaded: &Loaded, adopt: bool) -> u8 {
+    let spec = &loaded.spec;
+    let sdk = if needs_aws(spec) {
+        match aws_env::sdk(cli).await {
+            Ok(sdk) => Some(sdk),
+            Err(e) => {
+                eprintln!("meshkit: {e}");
+                return exit::INVALID;
+            }
+        }
+    } else {
+        None
+    };
+    let (stable, new) = build::versions(spec);
+    let mut local_mesh = None;
+    let router: Arc<dyn TrafficRouter> = match (spec.route.backend, &sdk) {
+        (Backend::Appmesh, Some(sdk)) => {
+            let router = AppMeshRouter::new(meshkit::sdk::appmesh::Client::new(sdk));
+            let resume = spec.policy.resume.unwrap_or(true);
+            let Some(route) = build::appmesh_route(spec) else {
+                return exit::INVALID;
+            };
+            if let Err(e) = router.preflight(&route, stable, new, resume).await {
+                eprintln!("meshkit: cannot start: {e}");
+                return exit::FAILED;
+            }
+            Arc::new(router)
+        }
+        _ => {
+            let Ok(Some([listen, stable_addr, new_addr])) = build::local_addrs(spec) else {
+                return exit::INVALID;
+            };
+            let started = LocalMesh::builder()
+                .gateway(listen)
+                .route("local", "/", [(stable, stable_addr), (new, new_addr)])
+                .start()
+                .await;
+            match started {
+                Ok(mesh) => {
+                    let router = Arc::new(mesh.router());
+                    eprintln!(
+                        "meshkit: local mesh gateway on http://{}/",
+                        mesh.gateway_addr()
+                    );
+                    local_mesh = Some(mesh);
+                    router
+                }
+                Err(e) => {
+                    eprintln!("meshkit: cannot start the local mesh: {e}");
+                    return exit::FAILED;
+                }
+            }
+        }
+    };
+    let metrics = local_mesh.as_ref().map(|m: &LocalMesh| m.metrics("local"));
+    let checks = match build::checks(spec, sdk.as_ref(), metrics.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("meshkit: invalid spec: {e}");
+            return exit::INVALID;
+        }
+    };
+    let rollout = match rollout_builder(spec, router, checks)
+        .and_then(|b| b.adopt(adopt).build().map_err(build::config_error))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("meshkit: invalid spec: {e}");
+            return exit::INVALID;
+        }
+    };
+    let mut signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("meshkit: cannot install signal handlers, not starting: {e}");
+            return exit::FAILED;
+        }
+    };
+    let json = cli.json;
+    let mut events = rollout.events();
+    let printer = tokio::spawn(async move {
+        while let Some((at, event)) = events.recv_timed().await {
+            print_event(json, at, &event);
+        }
+    });
+    let handle = rollout.handle();
+    let run = rollout.run();
+    tokio::pin!(run);
+    let (answer_tx, mut answer) = tokio::sync::mpsc::unbounded_channel::<bool>();
+    let mut ended_by: Option<Signal> = None;
+    let result = loop {
+        tokio::select! {
+            result = &mut run => break result,
+            Some(roll_back) = answer.recv() => {
+                if !roll_back {
+                    eprintln!("meshkit: leaving the route as it is");
+                    return exit::INTERRUPTED;
+                }
+                eprintln!("meshkit: rolling back");
+                let _ = handle.abort();
+            }
+            signal = signals.next() => {
+                if let Some(first) = ended_by {
+                    eprintln!(
+                        "meshkit: {} again while ending after {}: exiting now; the route \
+                         may be left between versions (check it with `meshkit status`)",
+                        signal.name(),
+                        first.name()
+                    );
+                    return signal.code();
+                }
+                ended_by = Some(signal);
+                if signal == Signal::Interrupt && std::io::stdin().is_terminal() {
+                    let tx = answer_tx.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(ask_roll_back().await);
+                    });
+                } else {
+                    eprintln!(
+                        "meshkit: {}, rolling back (send it again to exit at once)",
+                        signal.name()
+                    );
+                    let _ = handle.abort();
+                }
+            }
+        }
+    };
+    let _ = printer.await;
+    finish(json, stable, new, &result, ended_by)
+}
+
+/// Prints the outcome and returns the exit code.
+fn finish(
+    json: bool,
+    stable: &str,
+    new: &str,
+    result: &Result<Outcome, RolloutError>,
+    ended_by: Option<Signal>,
+) -> u8 {
+    // `meshkit promote` / `meshkit rollback` from another shell are manual gates: the
+    // run sees another writer and stops without touching the route; say which gate.
+    let manual = match result {
+        Err(RolloutError::ConcurrentWriter { found, .. }) => {
+            if found.is_all_on(new) {
+                Some(("promoted by hand", exit::OK))
+            } else if found.is_all_on(stable) {
+                Some(("rolled back by hand", exit::ROLLED_BACK))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    };
+    let code = match (result, manual, ended_by) {
+        (_, Some((_, code)), _) => code,
+        (Ok(Outcome::Promoted { .. }), _, _) => exit::OK,
+        (Ok(Outcome::RolledBack { .. }), _, Some(signal)) => signal.code(),
+        (Ok(Outcome::RolledBack { .. }), _, None) => exit::ROLLED_BACK,
+        (Err(_), _, _) => exit::FAILED,
+    };
+    match (result, manual) {
+        (Err(e), Some((what, _))) if json => println!(
+            "{}",
+            json!({"outcome": what.replace(' ', "_"), "detail": e.to_string(), "exit": code})
+        ),
+        (Err(e), Some((what, _))) => println!("{what}: {e}"),
+        (Ok(o), _) if json => println!(
+            "{}",
+            json!({"outcome": if o.is_promoted() {"promoted"} else {"rolled_back"},
+                   "weights": o.weights().to_string(), "detail": o.to_string(), "exit": code})
+        ),
+        (Ok(o), _) => println!("{o}"),
+        (Err(e), None) if json => println!(
+            "{}",
+            json!({"outcome": "error", "error": e.to_string(),
+                   "in_force": e.in_force().map(ToString::to_string), "exit": code})
+        ),
+        (Err(e), None) => println!("stopped: {e}"),
+    }
+    code
+}
+
+async fn ask_roll_back() -> bool {
+    eprint!("\nmeshkit: roll back now [R], or leave the route as it is [l]? ");
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await;
+    !matches!(answer, Ok(Ok(l)) if l.trim().eq_ignore_ascii_case("l"))
+}
+
+fn print_event(json: bool, at: std::time::Duration, event: &Event) {
+    if json {
+        let debug = format!("{event:?}");
+        let kind: String = debug
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect();
+        println!(
+            "{}",
+            json!({"t_ms": at.as_millis() as u64, "event": kind, "message": event.to_string()})
+        );
+    } else {
+        println!("[{:>7.1}s] {event}", at.as_secs_f64());
+    }
+}
