@@ -120,10 +120,28 @@ where
             )
         }
         SdkError::TimeoutError(_) => "timed out".into(),
-        SdkError::DispatchFailure(e) => match e.as_other() {
-            Some(kind) => format!("could not send the request ({kind:?})"),
-            None => "could not send the request (connection failed)".into(),
-        },
+        SdkError::DispatchFailure(e) => {
+            // The cause chain, in words ("tcp connect error: Connection refused"), not
+            // the SDK's debug structures.
+            let mut why = String::new();
+            let mut source = std::error::Error::source(err);
+            while let Some(s) = source {
+                why = s.to_string();
+                source = s.source();
+            }
+            let kind = if e.is_timeout() {
+                "timed out"
+            } else if e.is_io() {
+                "connection failed"
+            } else {
+                "not sent"
+            };
+            if why.is_empty() {
+                format!("could not send the request ({kind})")
+            } else {
+                format!("could not send the request ({kind}: {why}); check the endpoint and the network")
+            }
+        }
         SdkError::ResponseError(e) => {
             format!("unreadable response (HTTP {})", e.raw().status_code())
         }

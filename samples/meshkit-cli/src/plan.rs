@@ -129,9 +129,9 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
                 }
             );
             println!(
-                "  each shift: {} (DescribeRoute, UpdateRoute with client token {}); each check round: {} (DescribeRoute)",
+                "  each shift: {} (DescribeRoute, UpdateRoute with a client token per stage, {} for stage 0); each check round: {} (DescribeRoute)",
                 c.per_shift,
-                client_token(rollout.id(), "<stage>"),
+                client_token(rollout.id(), "0"),
                 c.per_check_round
             );
             println!(
