@@ -7,9 +7,9 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 #[cfg(feature = "ecs")]
-use crate::error::FleetError;
+use crate::fleet::FleetError;
 #[cfg(any(feature = "appmesh", feature = "cloudmap", feature = "cloudwatch"))]
-use crate::error::TrafficError;
+use crate::traffic::TrafficError;
 
 /// What kind of failure an AWS error is, whatever the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +139,9 @@ where
             if why.is_empty() {
                 format!("could not send the request ({kind})")
             } else {
-                format!("could not send the request ({kind}: {why}); check the endpoint and the network")
+                format!(
+                    "could not send the request ({kind}: {why}); check the endpoint and the network"
+                )
             }
         }
         SdkError::ResponseError(e) => {

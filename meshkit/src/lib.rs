@@ -112,8 +112,11 @@ pub mod global {
 /// [`health::HealthCheck`] and [`fleet::Fleet`] implementations need, re-exported so
 /// an implementation needs no dependency of its own: `use meshkit::async_trait;`.
 pub use async_trait::async_trait;
-pub use error::{ConfigError, FleetError, RolloutError, TrafficError, WeightsError};
+pub use error::{ConfigError, WeightsError};
+pub use fleet::FleetError;
+pub use rollout::RolloutError;
 pub use rollout::{Outcome, Rollout, RolloutBuilder, RolloutHandle};
+pub use traffic::TrafficError;
 
 /// The README's code blocks, compiled as doctests.
 #[cfg(doctest)]

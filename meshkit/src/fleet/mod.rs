@@ -6,12 +6,13 @@
 
 #[cfg(feature = "ecs")]
 pub mod ecs;
+mod error;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::error::FleetError;
+pub use error::FleetError;
 
 /// A backend that runs versions of a service (ECS services, a local process pool…).
 ///

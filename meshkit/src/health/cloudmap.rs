@@ -8,7 +8,8 @@ use aws_sdk_servicediscovery::types::HealthStatus;
 
 use super::{CheckContext, HealthCheck, Verdict};
 use crate::aws::traffic_error;
-use crate::error::{ConfigError, TrafficError};
+use crate::error::ConfigError;
+use crate::traffic::TrafficError;
 
 /// A check on Cloud Map instance health: among the instances of a service (optionally
 /// only those whose attributes match, e.g. the new version's task definition family),

@@ -1,12 +1,13 @@
 //! The rollout runner: [`Rollout`], its builder, events, control handle and outcome.
 
+mod begin;
+mod error;
 mod events;
 mod handle;
 mod outcome;
 mod policy;
 mod runner;
 mod set;
-mod stage;
 mod tally;
 mod writer;
 
@@ -17,13 +18,15 @@ use std::time::Duration;
 use opentelemetry::global::BoxedTracer;
 use tokio::sync::{broadcast, mpsc};
 
+pub use crate::strategy::RollbackReason;
+pub use error::RolloutError;
 pub use events::{Event, Events};
 pub use handle::{Ended, RolloutHandle};
-pub use outcome::{Outcome, RollbackReason};
+pub use outcome::Outcome;
 pub use policy::{Backoff, InconclusivePolicy, Policy};
 pub use set::{SetReport, SetWeights};
 
-use crate::error::{ConfigError, RolloutError};
+use crate::error::ConfigError;
 use crate::fleet::Fleet;
 use crate::health::{self, HealthCheck};
 use crate::strategy::{Stage, Strategy};

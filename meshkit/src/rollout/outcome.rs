@@ -3,38 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::strategy::RollbackReason;
 use crate::traffic::Weights;
-
-/// Why a rollout rolled back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RollbackReason {
-    /// The checks said unhealthy (threshold reached).
-    Unhealthy(String),
-    /// The checks stayed inconclusive past the inconclusive policy's limit.
-    Inconclusive(String),
-    /// A person or program aborted the rollout.
-    Aborted,
-    /// The overall deadline passed before the rollout finished.
-    DeadlineExceeded,
-    /// The new version could not be brought up or did not become ready.
-    ProvisionFailed(String),
-    /// A forward weight change could not be written (retries exhausted).
-    WriteFailed(String),
-}
-
-impl fmt::Display for RollbackReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Unhealthy(r) => write!(f, "unhealthy: {r}"),
-            Self::Inconclusive(r) => write!(f, "inconclusive too long: {r}"),
-            Self::Aborted => f.write_str("aborted"),
-            Self::DeadlineExceeded => f.write_str("deadline exceeded"),
-            Self::ProvisionFailed(r) => write!(f, "new version not ready: {r}"),
-            Self::WriteFailed(r) => write!(f, "weight change failed: {r}"),
-        }
-    }
-}
 
 /// The end of a rollout that reached a safe state: all traffic on one version.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,18 +1,24 @@
-//! The run loop: start, walk the strategy's decisions, roll back, end.
+//! The runner: start, walk the strategy's decisions, run each stage (provision, shift
+//! and bake with checks, retire), roll back, end. What can be decided without I/O
+//! lives in plain values beside it: where to begin (`begin`), the verdict tally, the
+//! bake clock and the check before a shift (`tally`), safe writes (`writer`).
 
 use std::time::Duration;
 
-use opentelemetry::trace::{Status, TraceContextExt, Tracer};
+use opentelemetry::trace::{Span, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
 use tokio::sync::{broadcast, mpsc};
-use tokio::time::Instant;
+use tokio::time::{Instant, sleep_until, timeout};
 
+use super::begin::{Begin, Refusal, begin};
+use super::error::RolloutError;
 use super::events::{Emitter, Event};
 use super::handle::Control;
-use super::tally::Tally;
+use super::tally::{BakeClock, Judgement, Tally, gate_needed};
 use super::writer::{Applied, Budget, WriteFail, Writer};
 use super::{Config, Outcome, RollbackReason};
-use crate::error::{RolloutError, WeightsError};
+use crate::error::WeightsError;
+use crate::health::{CheckContext, Verdict};
 use crate::strategy::{Decision, Input, Position, Stage};
 use crate::traffic::{Observed, Weights, client_token};
 
@@ -176,55 +182,35 @@ impl Runner {
                 source,
             })?;
         let route = cfg.route.to_string();
-        let others: Vec<(&str, u8)> = found
-            .weights
-            .iter()
-            .filter(|(t, _)| *t != cfg.stable && *t != cfg.candidate)
-            .collect();
-        if others.iter().any(|(_, w)| *w > 0) {
-            return Err(RolloutError::UnexpectedTargets {
-                route,
-                in_force: found.weights,
-            });
-        }
-        let zeros: Vec<String> = others.iter().map(|(t, _)| (*t).to_owned()).collect();
-        let new_pct = found.weights.percent(&cfg.candidate);
         let strategy = cfg.strategy.clone();
-        let decision = if found.weights.is_all_on(&cfg.stable) {
-            strategy.decide(Position { stage: None }, &Input::Start)
-        } else if !cfg.policy.resume {
-            return Err(RolloutError::NotAtStart {
-                route,
-                stable: cfg.stable.clone(),
-                in_force: found.weights,
-            });
-        } else if found.weights.get(&cfg.stable).is_none()
-            && found.weights.is_all_on(&cfg.candidate)
-        {
-            // Promoted already, the stable version taken off the route: only retiring
-            // it is left (a run stopped during its last stage, or a rerun).
-            let stages = strategy.stages();
-            match stages.iter().position(|s| *s == Stage::Retire) {
-                Some(index) => Decision::Run {
-                    index,
-                    stage: Stage::Retire,
-                },
-                None => Decision::Promote,
-            }
-        } else {
-            match strategy.resume(new_pct, cfg.policy.adopt) {
-                Some(decision) => decision,
-                None => {
-                    return Err(RolloutError::NotResumable {
+        let policy = &cfg.policy;
+        let start = begin(
+            &found.weights,
+            &cfg.stable,
+            &cfg.candidate,
+            strategy.as_ref(),
+            policy.resume,
+            policy.adopt,
+        );
+        let Begin { decision, zeros } = match start {
+            Ok(b) => b,
+            Err(refusal) => {
+                let in_force = found.weights;
+                return Err(match refusal {
+                    Refusal::UnexpectedTargets => {
+                        RolloutError::UnexpectedTargets { route, in_force }
+                    }
+                    Refusal::NotAtStart => RolloutError::NotAtStart {
                         route,
-                        in_force: found.weights,
-                        plan: strategy
-                            .stages()
-                            .iter()
-                            .filter_map(|s| s.new_percent())
-                            .collect(),
-                    });
-                }
+                        stable: cfg.stable.clone(),
+                        in_force,
+                    },
+                    Refusal::NotResumable { plan } => RolloutError::NotResumable {
+                        route,
+                        in_force,
+                        plan,
+                    },
+                });
             }
         };
         let from_stage = match &decision {
@@ -237,13 +223,7 @@ impl Runner {
             weights: found.weights.clone(),
             from_stage,
         });
-        writer = Writer::new(
-            cfg.router.clone(),
-            cfg.route.clone(),
-            cfg.policy.clone(),
-            found,
-            seed,
-        );
+        writer.begin(found);
         self.zeros = zeros;
         Ok((writer, decision))
     }
@@ -383,5 +363,283 @@ impl Runner {
                 source: error,
             },
         }
+    }
+
+    // ---- One stage: provision, shift and bake with checks, retire. ----
+
+    pub(crate) async fn run_stage(
+        &mut self,
+        writer: &mut Writer,
+        index: usize,
+        stage: Stage,
+    ) -> StageEnd {
+        self.emit.send(Event::StageStarted { index, stage });
+        let mut span = self
+            .cfg
+            .tracer
+            .start_with_context(format!("meshkit.stage {index}"), &self.span_cx);
+        span.set_attributes([
+            KeyValue::new("meshkit.stage.index", index as i64),
+            KeyValue::new("meshkit.stage", stage.to_string()),
+        ]);
+        if let Stage::Shift { new_percent, .. } = stage {
+            span.set_attribute(KeyValue::new("meshkit.new_percent", i64::from(new_percent)));
+        }
+        let end = self.stage_body(writer, index, stage, &mut span).await;
+        let status = match &end {
+            StageEnd::Passed => "passed".to_owned(),
+            StageEnd::PromoteNow => "promote requested".to_owned(),
+            StageEnd::Failed(r) => format!("failed: {r}"),
+            StageEnd::Stop(e) => format!("stopped: {e}"),
+        };
+        span.set_attribute(KeyValue::new("meshkit.stage.result", status.clone()));
+        if !matches!(end, StageEnd::Passed | StageEnd::PromoteNow) {
+            span.set_status(Status::error(status));
+        }
+        span.end();
+        end
+    }
+
+    async fn stage_body(
+        &mut self,
+        writer: &mut Writer,
+        index: usize,
+        stage: Stage,
+        span: &mut impl Span,
+    ) -> StageEnd {
+        match stage {
+            Stage::Provision => self.provision().await,
+            Stage::Check { bake } => self.bake(writer, index, bake, span).await,
+            Stage::Shift { new_percent, bake } => {
+                let target = match self.split(new_percent) {
+                    Ok(t) => t,
+                    Err(e) => return StageEnd::Stop(RolloutError::Config(e.into())),
+                };
+                if self.gate_needed(writer, new_percent) {
+                    match self.watch(writer, index, Duration::ZERO, span, true).await {
+                        StageEnd::Passed => {}
+                        end => return end,
+                    }
+                }
+                let token = self.token(&index.to_string());
+                let budget = self.write_budget();
+                match writer.apply(&target, &token, budget, &self.emit).await {
+                    Ok(applied) => {
+                        self.emit_applied(&applied);
+                        if let Some(applied) = writer.applied().await {
+                            self.emit.send(Event::WeightsVerified { applied });
+                        }
+                    }
+                    Err(WriteFail::Failed { error, .. }) => {
+                        return StageEnd::Failed(RollbackReason::WriteFailed(error.to_string()));
+                    }
+                    Err(fail) => {
+                        let last = writer.known().clone();
+                        return StageEnd::Stop(self.stop_error(fail, None, &last));
+                    }
+                }
+                self.bake(writer, index, bake, span).await
+            }
+            Stage::Retire => {
+                let window = self.cfg.policy.rollback_window;
+                if !window.is_zero() {
+                    let end = self.bake(writer, index, window, span).await;
+                    if !matches!(end, StageEnd::Passed | StageEnd::PromoteNow) {
+                        return end;
+                    }
+                }
+                // Confirm the route is still ours before taking the stable version away.
+                if let Err(fail) = writer.confirm(self.write_budget()).await {
+                    let last = writer.known().clone();
+                    return StageEnd::Stop(self.stop_error(fail, None, &last));
+                }
+                if let Err(end) = self.remove_stable(writer).await {
+                    return end;
+                }
+                if let Some(fleet) = &self.cfg.fleet
+                    && let Err(e) = fleet.retire(&self.cfg.stable).await
+                {
+                    self.emit.send(Event::FleetWarning {
+                        message: format!("retiring '{}' failed: {e}", self.cfg.stable),
+                    });
+                }
+                StageEnd::Passed
+            }
+        }
+    }
+
+    /// Takes the stable version off the route after promotion, as the AWS canary
+    /// pipeline did, so the next rollout (new → newer) finds only its own versions.
+    async fn remove_stable(&mut self, writer: &mut Writer) -> Result<(), StageEnd> {
+        let stable = self.cfg.stable.clone();
+        if writer.known().get(&stable).is_none() {
+            return Ok(());
+        }
+        let pairs = std::iter::once((self.cfg.candidate.as_str(), 100))
+            .chain(self.zeros.iter().map(|t| (t.as_str(), 0)));
+        let target = match Weights::new(pairs) {
+            Ok(t) => t,
+            Err(e) => return Err(StageEnd::Stop(RolloutError::Config(e.into()))),
+        };
+        let token = self.token("retire");
+        match writer
+            .apply(&target, &token, self.write_budget(), &self.emit)
+            .await
+        {
+            Ok(applied) => {
+                self.emit.send(Event::TargetRemoved {
+                    target: stable,
+                    weights: applied.seen.weights,
+                });
+                Ok(())
+            }
+            Err(WriteFail::Failed { error, .. }) => {
+                // All traffic is on the new version either way: say so and go on.
+                self.emit.send(Event::FleetWarning {
+                    message: format!(
+                        "could not take '{stable}' off the route (it stays at weight 0): {error}"
+                    ),
+                });
+                Ok(())
+            }
+            Err(fail) => {
+                let last = writer.known().clone();
+                Err(StageEnd::Stop(self.stop_error(fail, None, &last)))
+            }
+        }
+    }
+
+    async fn provision(&mut self) -> StageEnd {
+        let Some(fleet) = self.cfg.fleet.clone() else {
+            return StageEnd::Passed;
+        };
+        let version = self.cfg.candidate.clone();
+        let ready_timeout = self.cfg.policy.ready_timeout;
+        let work = async {
+            fleet.bring_up(&version).await?;
+            fleet.wait_ready(&version, ready_timeout).await
+        };
+        tokio::select! {
+            r = work => match r {
+                Ok(()) => StageEnd::Passed,
+                Err(e) => StageEnd::Failed(RollbackReason::ProvisionFailed(e.to_string())),
+            },
+            _ = sleep_until(self.deadline) => StageEnd::Failed(RollbackReason::DeadlineExceeded),
+        }
+    }
+
+    /// Whether a shift to `new_percent` must pass a round of checks first.
+    fn gate_needed(&self, writer: &Writer, new_percent: u8) -> bool {
+        gate_needed(
+            &self.cfg.policy,
+            writer.known().percent(&self.cfg.candidate),
+            new_percent,
+            self.tally.last_healthy,
+            Instant::now(),
+        )
+    }
+
+    /// Watches the checks for `bake` (not counting paused time). Passes only on a
+    /// healthy verdict once the bake time is over.
+    async fn bake(
+        &mut self,
+        writer: &mut Writer,
+        index: usize,
+        bake: Duration,
+        span: &mut impl Span,
+    ) -> StageEnd {
+        self.watch(writer, index, bake, span, false).await
+    }
+
+    /// [`bake`](Self::bake), or with `gate` the check round before a shift: it starts
+    /// at once, and an inconclusive verdict lets the shift go ahead without counting.
+    async fn watch(
+        &mut self,
+        writer: &mut Writer,
+        index: usize,
+        bake: Duration,
+        span: &mut impl Span,
+        gate: bool,
+    ) -> StageEnd {
+        let interval = self.cfg.policy.check_interval;
+        let stage_start = Instant::now();
+        let mut clock = BakeClock::start(bake, Instant::now());
+        let mut next_eval = Instant::now() + interval.min(bake);
+        loop {
+            tokio::select! {
+                biased;
+                c = self.control.recv(), if self.control_open => match c {
+                    Some(Control::Abort) => return StageEnd::Failed(RollbackReason::Aborted),
+                    Some(Control::Promote) => return StageEnd::PromoteNow,
+                    Some(Control::Pause) if !self.paused => {
+                        clock.pause(Instant::now());
+                        self.paused = true;
+                        self.emit.send(Event::Paused);
+                    }
+                    Some(Control::Resume) if self.paused => {
+                        clock.resume(Instant::now());
+                        self.paused = false;
+                        self.emit.send(Event::Resumed);
+                    }
+                    Some(_) => {}
+                    None => self.control_open = false,
+                },
+                _ = sleep_until(self.deadline) => return StageEnd::Failed(RollbackReason::DeadlineExceeded),
+                _ = sleep_until(next_eval) => {
+                    // One cheap read per round: another writer is seen within a check
+                    // interval, not only at the next step's write.
+                    if let Err(fail) = writer.watch().await {
+                        let last = writer.known().clone();
+                        return StageEnd::Stop(self.stop_error(fail, None, &last));
+                    }
+                    let ctx = CheckContext {
+                        stage: index,
+                        stable: self.cfg.stable.clone(),
+                        candidate: self.cfg.candidate.clone(),
+                        weights: writer.known().clone(),
+                        stage_elapsed: stage_start.elapsed(),
+                    };
+                    let verdict = self.evaluate(&ctx).await;
+                    span.add_event("verdict", vec![KeyValue::new("verdict", verdict.to_string())]);
+                    if gate && matches!(verdict, Verdict::Inconclusive { .. }) {
+                        self.emit_verdict(index, &verdict);
+                        return StageEnd::Passed;
+                    }
+                    let passes = match self.judge(index, &verdict) {
+                        Judgement::RollBack(reason) => return StageEnd::Failed(reason),
+                        Judgement::Continue { passes } => passes,
+                    };
+                    clock.tick(Instant::now(), self.paused);
+                    if !self.paused && clock.done() && passes {
+                        return StageEnd::Passed;
+                    }
+                    next_eval = Instant::now() + clock.next_wait(interval, self.paused);
+                }
+            }
+        }
+    }
+
+    async fn evaluate(&self, ctx: &CheckContext) -> Verdict {
+        let limit = self.cfg.policy.check_timeout;
+        match timeout(limit, self.cfg.check.check(ctx)).await {
+            Ok(v) => v,
+            Err(_) => Verdict::inconclusive(format!("checks did not answer within {limit:?}")),
+        }
+    }
+
+    /// Counts a verdict, emits it, and says what it means.
+    fn judge(&mut self, index: usize, verdict: &Verdict) -> Judgement {
+        let judgement = self.tally.record(verdict, &self.cfg.policy, Instant::now());
+        self.emit_verdict(index, verdict);
+        judgement
+    }
+
+    fn emit_verdict(&self, index: usize, verdict: &Verdict) {
+        self.emit.send(Event::Verdict {
+            stage: index,
+            verdict: verdict.clone(),
+            failures: self.tally.failures,
+            inconclusive: self.tally.inconclusive,
+        });
     }
 }

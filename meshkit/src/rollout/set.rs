@@ -7,10 +7,10 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+use super::error::RolloutError;
 use super::events::Emitter;
 use super::policy::{Backoff, Policy};
 use super::writer::{Budget, WriteFail, Writer};
-use crate::error::RolloutError;
 use crate::traffic::{Observed, RouteRef, TrafficRouter, Weights, client_token, revision_digest};
 
 /// Sets a route's weights once, the way a rollout step does: the write is retried with

@@ -1,6 +1,7 @@
-//! The verdict tally: consecutive unhealthy and inconclusive verdicts and what they
-//! mean under the policy, and whether a shift needs a check round first. Plain values
-//! and functions, tested with tables like the strategies.
+//! The runner's bookkeeping as plain values, tested with tables like the strategies:
+//! the verdict tally (consecutive unhealthy and inconclusive verdicts and what they
+//! mean under the policy), the bake clock (time baked, not counting pauses), and
+//! whether a shift needs a check round first.
 
 use std::time::Duration;
 
@@ -55,6 +56,59 @@ impl Tally {
             _ => Judgement::Continue {
                 passes: verdict.is_healthy(),
             },
+        }
+    }
+}
+
+/// Time baked in a stage, not counting paused time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BakeClock {
+    bake: Duration,
+    baked: Duration,
+    mark: Instant,
+}
+
+impl BakeClock {
+    /// A clock for a bake of `bake`, starting at `now`.
+    pub(crate) fn start(bake: Duration, now: Instant) -> Self {
+        Self {
+            bake,
+            baked: Duration::ZERO,
+            mark: now,
+        }
+    }
+
+    /// The rollout was paused at `now`: the time since the last mark counts.
+    pub(crate) fn pause(&mut self, now: Instant) {
+        self.baked += now.saturating_duration_since(self.mark);
+    }
+
+    /// The rollout was resumed at `now`: counting starts again from here.
+    pub(crate) fn resume(&mut self, now: Instant) {
+        self.mark = now;
+    }
+
+    /// A check round ended at `now`: counts the time since the last mark unless paused.
+    pub(crate) fn tick(&mut self, now: Instant, paused: bool) {
+        if !paused {
+            self.baked += now.saturating_duration_since(self.mark);
+            self.mark = now;
+        }
+    }
+
+    /// The whole bake time has been counted.
+    pub(crate) fn done(&self) -> bool {
+        self.baked >= self.bake
+    }
+
+    /// How long until the next check round: the interval, or less when the bake ends
+    /// sooner (never less while paused or once the bake is over).
+    pub(crate) fn next_wait(&self, interval: Duration, paused: bool) -> Duration {
+        let left = self.bake.saturating_sub(self.baked);
+        if left.is_zero() || paused {
+            interval
+        } else {
+            interval.min(left)
         }
     }
 }
@@ -146,6 +200,45 @@ mod tests {
         assert_eq!(tally.last_healthy, Some(t0));
         tally.record(&u(), &p, t0 + Duration::from_secs(1));
         assert_eq!(tally.last_healthy, Some(t0));
+    }
+
+    #[test]
+    fn the_bake_clock_counts_only_unpaused_time() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let ten = s(10);
+        // (event at second, paused after it, done?, next wait)
+        enum Ev {
+            Tick,
+            Pause,
+            Resume,
+        }
+        #[rustfmt::skip]
+        let script = [
+            (10, Ev::Tick, false, false, ten),
+            (20, Ev::Tick, false, false, ten),
+            (25, Ev::Pause, true, false, ten),
+            (30, Ev::Tick, true, false, ten),
+            (90, Ev::Tick, true, false, ten),
+            (95, Ev::Resume, false, false, ten),
+            (105, Ev::Tick, false, false, ten),
+            (120, Ev::Tick, false, false, ten),
+            (125, Ev::Tick, false, false, s(5)),
+            (130, Ev::Tick, false, true, ten),
+        ];
+        let mut clock = BakeClock::start(s(60), t0);
+        let mut paused = false;
+        for (at, ev, after, done, wait) in script {
+            let now = t0 + s(at);
+            match ev {
+                Ev::Tick => clock.tick(now, paused),
+                Ev::Pause => clock.pause(now),
+                Ev::Resume => clock.resume(now),
+            }
+            paused = after;
+            assert_eq!(clock.done(), done, "at {at}");
+            assert_eq!(clock.next_wait(ten, paused), wait, "at {at}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tokio::time::{Instant, sleep};
 
 use super::events::{Emitter, Event};
 use super::policy::Policy;
-use crate::error::TrafficError;
+use crate::traffic::TrafficError;
 use crate::traffic::{Observed, RouteRef, TrafficRouter, Weights, WriteRequest};
 
 /// How a write ended when it did not succeed.
@@ -82,6 +82,12 @@ impl Writer {
             pending: None,
             rng: fastrand::Rng::with_seed(seed),
         }
+    }
+
+    /// Takes `found`, the route as read at start, as the state meshkit expects.
+    pub(crate) fn begin(&mut self, found: Observed) {
+        self.known = found;
+        self.pending = None;
     }
 
     pub(crate) fn known(&self) -> &Weights {

@@ -12,6 +12,7 @@ mod blue_green;
 mod canary;
 mod canary_blue_green;
 mod linear;
+mod reason;
 
 use std::fmt;
 use std::time::Duration;
@@ -20,9 +21,9 @@ pub use blue_green::BlueGreen;
 pub use canary::Canary;
 pub use canary_blue_green::CanaryBlueGreen;
 pub use linear::Linear;
+pub use reason::RollbackReason;
 
 use crate::error::ConfigError;
-use crate::rollout::RollbackReason;
 
 /// One step of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

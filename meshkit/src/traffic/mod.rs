@@ -3,6 +3,7 @@
 
 #[cfg(feature = "appmesh")]
 pub mod appmesh;
+mod error;
 #[cfg(feature = "local")]
 pub mod local;
 mod token;
@@ -12,10 +13,11 @@ use std::fmt;
 
 use async_trait::async_trait;
 
+pub use error::TrafficError;
 pub use token::{MAX_TOKEN_LEN, client_token};
 pub use weights::{MAX_NAME_LEN, MAX_TARGETS, Weights};
 
-use crate::error::{ConfigError, TrafficError};
+use crate::error::ConfigError;
 
 /// Names one route in a backend. What the name means is the backend's business: for
 /// the local mesh it is a route name, for App Mesh a `virtual-router/route` pair inside

@@ -28,8 +28,8 @@ pub use version::EcsVersion;
 
 use self::ready::{Readiness, readiness};
 use crate::aws::{Kind, classify, describe, fleet_error};
-use crate::error::FleetError;
 use crate::fleet::Fleet;
+use crate::fleet::FleetError;
 
 /// A [`Fleet`] on one ECS cluster. Versions are the route's target names, each mapped
 /// to an [`EcsVersion`].

@@ -5,7 +5,7 @@ use aws_sdk_ecs::types::{ContainerDefinition, KeyValuePair, TaskDefinition};
 
 use super::version::ContainerChange;
 use crate::aws::fleet_error;
-use crate::error::FleetError;
+use crate::fleet::FleetError;
 
 pub(crate) async fn describe(client: &Client, name: &str) -> Result<TaskDefinition, FleetError> {
     client

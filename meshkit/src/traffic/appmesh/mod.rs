@@ -39,7 +39,8 @@ pub use prepare::{NodeDiscovery, NodeEnsured, Preflight, PreflightError};
 pub use spec::RouteKind;
 
 use crate::aws::traffic_error;
-use crate::error::{ConfigError, TrafficError};
+use crate::error::ConfigError;
+use crate::traffic::TrafficError;
 use crate::traffic::{Observed, RouteRef, TrafficRouter, WriteRequest};
 
 /// An App Mesh route: mesh (and its owner account when shared), virtual router, route.

@@ -5,7 +5,7 @@ use aws_sdk_appmesh::types::{AwsCloudMapInstanceAttribute, ServiceDiscovery, Vir
 
 use super::{AppMeshRoute, AppMeshRouter, RouteKind, spec};
 use crate::aws::traffic_error;
-use crate::error::TrafficError;
+use crate::traffic::TrafficError;
 use crate::traffic::Weights;
 
 /// How the new version's virtual node finds its instances, replacing the template's.

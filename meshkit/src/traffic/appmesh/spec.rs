@@ -3,7 +3,7 @@
 
 use aws_sdk_appmesh::types::{RouteSpec, WeightedTarget};
 
-use crate::error::TrafficError;
+use crate::traffic::TrafficError;
 use crate::traffic::Weights;
 
 /// The protocol of a route, i.e. which member of the spec carries the action.

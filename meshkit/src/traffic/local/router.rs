@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use super::table::Table;
 use super::{Route, Shared};
-use crate::error::TrafficError;
 use crate::health::{MetricsSource, WindowStats};
+use crate::traffic::TrafficError;
 use crate::traffic::{Observed, RouteRef, TrafficRouter, Weights, WriteRequest};
 
 /// The local mesh's [`TrafficRouter`]: routes are named as given to
