@@ -39,7 +39,8 @@ use crate::traffic::Weights;
 /// `Unhealthy` and `Inconclusive` are different on purpose: a check that could not run
 /// (timeout, no data, backend down) is inconclusive, and the rollout's
 /// [`crate::rollout::InconclusivePolicy`] decides what that means. Inconclusive never
-/// counts as healthy.
+/// counts as healthy unless the rollout explicitly opts into the canary pipeline's rule
+/// ([`crate::rollout::InconclusivePolicy::Pass`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// The new version looks good.
@@ -117,6 +118,43 @@ pub struct CheckContext {
 /// A check should be quick (the runner applies its check timeout and treats a timeout
 /// as inconclusive) and must not panic: report problems as
 /// [`Verdict::Inconclusive`].
+///
+/// An implementation needs `#[async_trait]`, re-exported as [`crate::async_trait`]:
+///
+/// ```
+/// use meshkit::async_trait;
+/// use meshkit::health::{CheckContext, HealthCheck, Verdict};
+///
+/// /// Unhealthy when the new version's error budget is spent.
+/// struct ErrorBudget {
+///     max_errors: u64,
+/// }
+///
+/// impl ErrorBudget {
+///     async fn errors_of(&self, _version: &str) -> Result<Option<u64>, String> {
+///         Ok(Some(3)) // your metrics store here
+///     }
+/// }
+///
+/// #[async_trait]
+/// impl HealthCheck for ErrorBudget {
+///     fn name(&self) -> &str {
+///         "error budget"
+///     }
+///
+///     async fn check(&self, ctx: &CheckContext) -> Verdict {
+///         match self.errors_of(&ctx.candidate).await {
+///             Ok(Some(n)) if n > self.max_errors => {
+///                 Verdict::unhealthy(format!("{n} errors, budget {}", self.max_errors))
+///             }
+///             Ok(Some(_)) => Verdict::Healthy,
+///             // No data is not "healthy": the rollout's policy decides.
+///             Ok(None) => Verdict::inconclusive("no error count yet"),
+///             Err(e) => Verdict::inconclusive(format!("metrics store: {e}")),
+///         }
+///     }
+/// }
+/// ```
 #[async_trait]
 pub trait HealthCheck: Send + Sync {
     /// A short name for logs and events.

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use crate::error::ConfigError;
 
-/// What an inconclusive verdict (no data, timeout) means. It never counts as healthy.
+/// What an inconclusive verdict (no data, timeout) means. It never counts as healthy
+/// unless you choose [`InconclusivePolicy::Pass`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InconclusivePolicy {
     /// `n` inconclusive evaluations in a row roll the rollout back (the default, with
