@@ -472,5 +472,14 @@ async fn headers_named_in_connection_are_not_forwarded() {
     assert!(resp.headers().get("connection").is_none());
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     let names: Vec<&str> = std::str::from_utf8(&body).unwrap().lines().collect();
-    assert_eq!(names, ["host", "x-client-kept"]);
+    // The mesh adds the client's address and the scheme, as a reverse proxy does.
+    assert_eq!(
+        names,
+        [
+            "host",
+            "x-client-kept",
+            "x-forwarded-for",
+            "x-forwarded-proto"
+        ]
+    );
 }

@@ -162,6 +162,68 @@ async fn a_header_without_sampled_is_still_traced_and_continued() {
     assert_eq!(top.parent_id.as_deref(), Some("53995c3f42cd8ad8"));
 }
 
+/// A trace id for now: the exporter drops implausibly old ones.
+fn fresh_root() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    format!("1-{now:08x}-abcdefabcdefabcdefabcdef")
+}
+
+#[tokio::test]
+async fn a_header_without_parent_continues_the_trace_with_a_new_segment() {
+    // The form an ALB adds, and a sampling decision without a parent.
+    for form in ["", ";Sampled=1"] {
+        let daemon = FakeXrayDaemon::start().await.unwrap();
+        let dist = start_distributor(daemon.addr(), "1").await;
+        let req = start_requester(daemon.addr(), dist).await;
+        let root = fresh_root();
+        let header = format!("X-Amzn-Trace-Id: Root={root}{form}\r\n");
+        let (status, head, body) = get(req, "/", &header).await;
+        assert_eq!(status, 200, "{body}");
+        let segs = daemon
+            .wait_for(WAIT, has_pair("requester", "distributor"))
+            .await
+            .unwrap_or_else(|s| panic!("{s:#?}"));
+        let (trace_id, top) = assert_linked(&segs, "requester", "distributor");
+        assert_eq!(trace_id, root, "Root={root}{form} is continued");
+        assert_eq!(
+            top.parent_id, None,
+            "a new segment with no parent: {top:#?}"
+        );
+        assert!(
+            head.contains(&format!("Root={root};Parent={};Sampled=1", top.id)),
+            "{head}"
+        );
+        assert!(daemon.rejected().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_deferred_decision_is_made_by_the_receiver() {
+    let daemon = FakeXrayDaemon::start().await.unwrap();
+    let dist = start_distributor(daemon.addr(), "1").await;
+    let req = start_requester(daemon.addr(), dist).await;
+    let root = fresh_root();
+    let header = format!("X-Amzn-Trace-Id: Root={root};Parent=53995c3f42cd8ad8;Sampled=?\r\n");
+    let (status, head, body) = get(req, "/", &header).await;
+    assert_eq!(status, 200, "{body}");
+    // Sampling::Always decided to sample: segments are sent, and the decision is
+    // reported back and passed on.
+    let segs = daemon
+        .wait_for(WAIT, has_pair("requester", "distributor"))
+        .await
+        .unwrap_or_else(|s| panic!("{s:#?}"));
+    let (trace_id, top) = assert_linked(&segs, "requester", "distributor");
+    assert_eq!(trace_id, root);
+    assert_eq!(top.parent_id.as_deref(), Some("53995c3f42cd8ad8"));
+    assert!(
+        head.contains(&format!("Root={root};Parent={};Sampled=1", top.id)),
+        "{head}"
+    );
+}
+
 #[tokio::test]
 async fn json_form_and_downstream_failure() {
     let daemon = FakeXrayDaemon::start().await.unwrap();

@@ -54,7 +54,12 @@ async fn run(workers: Option<usize>) -> Result<(), Box<dyn std::error::Error>> {
         mesh.gateway_addr(),
         mesh.admin_addr()
     );
-    tokio::signal::ctrl_c().await?;
+    // SIGINT or SIGTERM: stop accepting, let requests in flight finish, exit 0.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
     mesh.shutdown().await;
     Ok(())
 }

@@ -37,10 +37,10 @@ pub enum RolloutError {
     },
     /// The route is split between the two versions in a way the plan never writes
     /// (another writer's split, or another plan's): resuming from it would adopt a state
-    /// meshkit did not write. Nothing was written. Pass `adopt` (`meshkit run --adopt`)
-    /// to carry on from it anyway.
+    /// meshkit did not write. Nothing was written. Set
+    /// [`crate::RolloutBuilder::adopt`] (`meshkit run --adopt`) to carry on from it.
     #[error(
-        "route '{route}' is at {in_force}, a split this plan never writes (its steps: {}); nothing written. Put the route back on the stable version, or adopt the split explicitly (--adopt)",
+        "route '{route}' is at {in_force}, a split this plan never writes (its steps: {}); nothing written. Put the route back on the stable version, or adopt the split explicitly (RolloutBuilder::adopt, `meshkit run --adopt`)",
         percents(plan)
     )]
     NotResumable {

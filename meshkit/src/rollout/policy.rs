@@ -187,6 +187,21 @@ impl Policy {
         if self.ready_timeout.is_zero() {
             return bad("ready_timeout", "must be positive");
         }
+        // Longer than a year is a mistake, and would overflow the clock's arithmetic.
+        let year = Duration::from_secs(366 * 24 * 3600);
+        for (field, d) in [
+            ("check_interval", self.check_interval),
+            ("settle_timeout", self.settle_timeout),
+            ("deadline", self.deadline),
+            ("rollback_deadline", self.rollback_deadline),
+            ("ready_timeout", self.ready_timeout),
+            ("rollback_window", self.rollback_window),
+            ("write_backoff", self.write_backoff.max),
+        ] {
+            if d > year {
+                return bad(field, "must be at most a year");
+            }
+        }
         Ok(())
     }
 }

@@ -442,7 +442,10 @@ impl Runner {
             }
             Stage::Retire => {
                 let window = self.cfg.policy.rollback_window;
-                if !window.is_zero() {
+                // A resumed run that finds the stable version already off the route has
+                // nothing to roll back to: no window.
+                let stable_on_route = writer.known().get(&self.cfg.stable).is_some();
+                if !window.is_zero() && stable_on_route {
                     let end = self.bake(writer, index, window, span).await;
                     if !matches!(end, StageEnd::Passed | StageEnd::PromoteNow) {
                         return end;
@@ -588,7 +591,7 @@ impl Runner {
                 _ = sleep_until(next_eval) => {
                     // One cheap read per round: another writer is seen within a check
                     // interval, not only at the next step's write.
-                    if let Err(fail) = writer.watch().await {
+                    if let Err(fail) = writer.watch(self.cfg.policy.check_timeout).await {
                         let last = writer.known().clone();
                         return StageEnd::Stop(self.stop_error(fail, None, &last));
                     }

@@ -11,7 +11,17 @@ use super::error::RolloutError;
 use super::events::Emitter;
 use super::policy::{Backoff, Policy};
 use super::writer::{Budget, WriteFail, Writer};
-use crate::traffic::{Observed, RouteRef, TrafficRouter, Weights, client_token, revision_digest};
+use crate::error::ConfigError;
+use crate::traffic::{
+    MAX_TOKEN_LEN, Observed, RouteRef, TrafficRouter, Weights, client_token, revision_digest,
+};
+
+fn valid_token(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= MAX_TOKEN_LEN
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
 
 /// Sets a route's weights once, the way a rollout step does: the write is retried with
 /// backoff, read back until visible (and applied by the data plane where the backend can
@@ -114,7 +124,7 @@ impl SetWeights {
         self
     }
 
-    /// No new attempt starts after this. Default: 2 min.
+    /// No new attempt starts after this. Default: 2 min; at most a day.
     pub fn deadline(mut self, d: Duration) -> Self {
         self.deadline = d;
         self
@@ -126,6 +136,24 @@ impl SetWeights {
     /// could not be confirmed (the error names the weights in force).
     pub async fn apply(self) -> Result<SetReport, RolloutError> {
         self.policy.validate()?;
+        if self.deadline > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::Policy {
+                field: "deadline",
+                problem: "must be at most a day".into(),
+            }
+            .into());
+        }
+        if let Some(t) = &self.token
+            && !valid_token(t)
+        {
+            return Err(ConfigError::Policy {
+                field: "token",
+                problem: format!(
+                    "{t:?}: use 1-{MAX_TOKEN_LEN} characters from [A-Za-z0-9_-] (see client_token)"
+                ),
+            }
+            .into());
+        }
         let route = self.route.to_string();
         let token = self.token.clone().unwrap_or_else(|| {
             let stamp = std::time::SystemTime::now()
@@ -140,17 +168,16 @@ impl SetWeights {
             max_attempts: Some(self.policy.write_backoff.max_attempts),
             until: Instant::now() + self.deadline,
         };
-        let seed = fastrand::u64(..);
-        let start = self.expect.clone().unwrap_or_else(|| Observed {
+        let placeholder = Observed {
             weights: self.target.clone(),
             revision: None,
-        });
+        };
         let mut writer = Writer::new(
-            self.router.clone(),
-            self.route.clone(),
-            self.policy.clone(),
-            start,
-            seed,
+            self.router,
+            self.route,
+            self.policy,
+            placeholder,
+            fastrand::u64(..),
         );
         let before = writer
             .read(budget)
@@ -159,8 +186,7 @@ impl SetWeights {
                 route: route.clone(),
                 source,
             })?;
-        let expected = self.expect.clone().unwrap_or_else(|| before.clone());
-        let mut writer = Writer::new(self.router, self.route, self.policy, expected, seed);
+        writer.begin(self.expect.unwrap_or_else(|| before.clone()));
         let (tx, _) = broadcast::channel(1);
         let emit = Emitter::new(tx, Instant::now());
         match writer.apply(&self.target, &token, budget, &emit).await {
@@ -176,6 +202,7 @@ impl SetWeights {
                 expected_revision: expected.revision,
                 found_revision: found.revision,
             }),
+            // Nothing of this call's was confirmed: `last_written` is the state found.
             Err(WriteFail::Failed { error, in_force }) => Err(RolloutError::Unconfirmed {
                 route,
                 last_written: before.weights,

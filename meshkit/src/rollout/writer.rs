@@ -58,9 +58,10 @@ pub(crate) struct Writer {
     policy: Policy,
     /// The route as meshkit last saw it after its own write (or at start).
     known: Observed,
-    /// Weights of a write whose outcome is unknown (a lost response): seeing them on
-    /// the route is not another writer.
-    pending: Option<Weights>,
+    /// Weights of writes whose outcome is unknown (a lost response, a write not yet
+    /// visible), oldest first: seeing one of them on the route is not another writer.
+    /// A write that certainly failed (throttled, refused) is not kept.
+    pending: Vec<Weights>,
     rng: fastrand::Rng,
 }
 
@@ -79,7 +80,7 @@ impl Writer {
             route,
             policy,
             known,
-            pending: None,
+            pending: Vec::new(),
             rng: fastrand::Rng::with_seed(seed),
         }
     }
@@ -87,7 +88,7 @@ impl Writer {
     /// Takes `found`, the route as read at start, as the state meshkit expects.
     pub(crate) fn begin(&mut self, found: Observed) {
         self.known = found;
-        self.pending = None;
+        self.pending.clear();
     }
 
     pub(crate) fn known(&self) -> &Weights {
@@ -97,7 +98,7 @@ impl Writer {
     /// True when `seen` is the route as meshkit left it, or shows a write of its own
     /// whose outcome was unknown.
     fn is_ours(&self, seen: &Observed) -> bool {
-        if self.pending.as_ref() == Some(&seen.weights) {
+        if self.pending.contains(&seen.weights) {
             return true;
         }
         let same_rev = match (&self.known.revision, &seen.revision) {
@@ -145,15 +146,21 @@ impl Writer {
 
     /// One read between writes (while a stage bakes): `Err` only when another writer
     /// changed the route. A failed read is logged and left for the next write's read.
-    pub(crate) async fn watch(&mut self) -> Result<(), WriteFail> {
-        match self.router.read(&self.route).await {
-            Ok(seen) if self.is_ours(&seen) => {
+    /// The read is bounded by `limit` (the check timeout), so a hung backend cannot
+    /// hold up an abort or the deadline.
+    pub(crate) async fn watch(&mut self, limit: Duration) -> Result<(), WriteFail> {
+        match tokio::time::timeout(limit, self.router.read(&self.route)).await {
+            Ok(Ok(seen)) if self.is_ours(&seen) => {
                 self.adopt(seen);
                 Ok(())
             }
-            Ok(seen) => Err(self.foreign(seen)),
-            Err(e) => {
+            Ok(Ok(seen)) => Err(self.foreign(seen)),
+            Ok(Err(e)) => {
                 tracing::debug!(route = %self.route, error = %e, "route check while baking failed");
+                Ok(())
+            }
+            Err(_) => {
+                tracing::debug!(route = %self.route, "route check while baking timed out");
                 Ok(())
             }
         }
@@ -161,7 +168,7 @@ impl Writer {
 
     fn foreign(&self, seen: Observed) -> WriteFail {
         // While a write is in flight, what meshkit expects is that write.
-        let expected = match &self.pending {
+        let expected = match self.pending.last() {
             Some(weights) => Observed {
                 weights: weights.clone(),
                 revision: None,
@@ -174,11 +181,32 @@ impl Writer {
         }
     }
 
-    fn adopt(&mut self, seen: Observed) {
-        if self.pending.as_ref() == Some(&seen.weights) {
-            self.pending = None;
+    /// Takes `seen` (a state of ours) as the route: writes pending up to the one it
+    /// shows are settled; later ones may still land. A read without a revision keeps
+    /// the last known one, so one such read does not weaken the comparison for good.
+    fn adopt(&mut self, mut seen: Observed) {
+        if let Some(i) = self.pending.iter().rposition(|w| *w == seen.weights) {
+            self.pending.drain(..=i);
+        }
+        if seen.revision.is_none() && seen.weights == self.known.weights {
+            seen.revision = self.known.revision.take();
         }
         self.known = seen;
+    }
+
+    /// Remembers `target` as a write whose outcome is not known yet.
+    fn expect_write(&mut self, target: &Weights) {
+        self.pending.push(target.clone());
+        if self.pending.len() > 8 {
+            self.pending.remove(0);
+        }
+    }
+
+    /// The write of `target` just made certainly did not apply: forget it.
+    fn write_failed(&mut self, target: &Weights) {
+        if let Some(i) = self.pending.iter().rposition(|w| w == target) {
+            self.pending.remove(i);
+        }
     }
 
     /// Writes `target` and returns the route as read back. See the module docs.
@@ -211,7 +239,7 @@ impl Writer {
                 return Err(self.foreign(seen));
             }
             // A write of ours whose outcome was unknown, if the weights match it.
-            let was_pending = self.pending.as_ref() == Some(&seen.weights);
+            let was_pending = self.pending.contains(&seen.weights);
             self.adopt(seen.clone());
             if seen.weights == *target {
                 return Ok(Applied {
@@ -226,7 +254,7 @@ impl Writer {
                 return Err(WriteFail::Failed { error, in_force });
             }
             attempt += 1;
-            self.pending = Some(target.clone());
+            self.expect_write(target);
             let result = self.router.write(&self.route, &request).await;
             match result {
                 Ok(returned) => match self.settle(target, returned).await {
@@ -246,6 +274,11 @@ impl Writer {
                     Settle::ReadFailed(e) => last_error = Some(e),
                 },
                 Err(e) if e.is_retryable() => {
+                    // Throttled or refused for a conflict: not applied. Only a transport
+                    // failure leaves the outcome unknown.
+                    if !matches!(e, TrafficError::Transport { .. }) {
+                        self.write_failed(target);
+                    }
                     tracing::warn!(route = %self.route, attempt, error = %e, "write failed, retrying");
                     emit.send(Event::WriteRetry {
                         attempt,
@@ -256,6 +289,7 @@ impl Writer {
                     last_error = Some(e);
                 }
                 Err(error) => {
+                    self.write_failed(target);
                     let in_force = self.final_read(target).await;
                     return Err(WriteFail::Failed { error, in_force });
                 }
@@ -287,7 +321,6 @@ impl Writer {
             };
             if seen.weights == *target && self.applied_matches(target).await {
                 self.adopt(seen.clone());
-                self.pending = None;
                 return Settle::Done(seen);
             }
             if seen.weights != *target && !self.is_ours(&seen) {
@@ -348,10 +381,22 @@ mod tests {
 
     use super::*;
 
-    /// A route whose state the test sets; counts writes.
+    /// What the route does with the next write.
+    #[derive(Clone)]
+    enum Next {
+        /// Applies it and answers.
+        Apply,
+        /// Applies it, but the answer is lost.
+        Lose,
+        /// Refuses it (throttled); meanwhile another writer sets this state.
+        Throttle(Option<Observed>),
+    }
+
+    /// A route whose state the test sets; counts applied writes.
     struct Route {
         now: Mutex<Observed>,
         writes: Mutex<u32>,
+        script: Mutex<Vec<Next>>,
     }
 
     #[async_trait]
@@ -364,11 +409,28 @@ mod tests {
             _: &RouteRef,
             request: &WriteRequest,
         ) -> Result<Option<Observed>, TrafficError> {
-            *self.writes.lock().unwrap() += 1;
+            let next = {
+                let mut script = self.script.lock().unwrap();
+                if script.is_empty() {
+                    Next::Apply
+                } else {
+                    script.remove(0)
+                }
+            };
             let mut now = self.now.lock().unwrap();
+            if let Next::Throttle(theirs) = next {
+                if let Some(theirs) = theirs {
+                    *now = theirs;
+                }
+                return Err(TrafficError::throttled("slow down"));
+            }
+            *self.writes.lock().unwrap() += 1;
             now.weights = request.weights.clone();
             now.revision = Some("ours".into());
-            Ok(Some(now.clone()))
+            match next {
+                Next::Lose => Err(TrafficError::transport("answer lost")),
+                _ => Ok(Some(now.clone())),
+            }
         }
     }
 
@@ -383,10 +445,12 @@ mod tests {
         known: Observed,
         on_route: Observed,
         target: u8,
+        script: Vec<Next>,
     ) -> (Result<Applied, WriteFail>, u32) {
         let route = Arc::new(Route {
             now: Mutex::new(on_route),
             writes: Mutex::new(0),
+            script: Mutex::new(script),
         });
         let mut w = Writer::new(
             route.clone(),
@@ -409,23 +473,33 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_state_meshkit_did_not_write_is_never_adopted() {
-        // (known, on the route, target) -> adopted?, wrote?
+        // (known, on the route, target, what the route does) -> adopted and wrote?
+        let theirs = || Next::Throttle(Some(obs(50, Some("theirs"))));
         #[rustfmt::skip]
         let table = [
             // Another writer set exactly the target: versioned and version-less routes.
-            (obs(25, Some("3")), obs(50, Some("4")), 50, None),
-            (obs(25, None), obs(50, None), 50, None),
+            (obs(25, Some("3")), obs(50, Some("4")), 50, vec![], None),
+            (obs(25, None), obs(50, None), 50, vec![], None),
             // Same weights, another revision: someone changed something else.
-            (obs(25, Some("3")), obs(25, Some("4")), 50, None),
+            (obs(25, Some("3")), obs(25, Some("4")), 50, vec![], None),
             // As meshkit left it: written.
-            (obs(25, Some("3")), obs(25, Some("3")), 50, Some(true)),
-            (obs(25, None), obs(25, None), 50, Some(true)),
+            (obs(25, Some("3")), obs(25, Some("3")), 50, vec![], Some(true)),
+            (obs(25, None), obs(25, None), 50, vec![], Some(true)),
             // The target already in force, as meshkit left it: nothing written.
-            (obs(0, Some("3")), obs(0, Some("3")), 0, Some(false)),
+            (obs(0, Some("3")), obs(0, Some("3")), 0, vec![], Some(false)),
+            // meshkit's write landed but its answer was lost: recognised as its own.
+            (obs(25, Some("3")), obs(25, Some("3")), 50, vec![Next::Lose], Some(true)),
+            // A throttled write did not apply; another writer then set the target: theirs.
+            (obs(25, Some("3")), obs(25, Some("3")), 50, vec![theirs()], None),
+            // Throttled, nobody else wrote: retried and written.
+            (obs(25, Some("3")), obs(25, Some("3")), 50, vec![Next::Throttle(None)], Some(true)),
         ];
-        for (known, on_route, target, expected) in table {
-            let case = format!("{known:?} / {on_route:?} -> {target}");
-            let (out, writes) = apply(known, on_route, target).await;
+        for (known, on_route, target, script, expected) in table {
+            let case = format!(
+                "{known:?} / {on_route:?} -> {target}, {} scripted",
+                script.len()
+            );
+            let (out, writes) = apply(known, on_route, target, script).await;
             match (out, expected) {
                 (Ok(a), Some(wrote)) => {
                     assert_eq!(a.wrote, wrote, "{case}");

@@ -6,6 +6,37 @@
 //! 4 stopped with an error, 129/130/143 ended by SIGHUP/SIGINT/SIGTERM (after rolling
 //! back).
 
+/// `println!` that ignores a closed stdout (a pipe whose reader went away, a
+/// terminal that hung up) instead of panicking.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that ignores a closed stderr.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that ignores a closed stderr.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! err_inline {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod build;
 pub mod deploy;
 pub mod spec;
@@ -139,6 +170,10 @@ pub async fn run(cli: Cli) -> u8 {
         Err(load::Loading::Failed(e)) => {
             eprintln!("meshkit: {e}");
             return exit::FAILED;
+        }
+        Err(load::Loading::Done(said)) => {
+            out!("{said}");
+            return exit::OK;
         }
     };
     match &cli.command {

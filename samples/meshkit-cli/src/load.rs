@@ -27,6 +27,8 @@ pub(crate) enum Loading {
     Environment(String),
     /// Reading the route to find the stable node failed (exit 4).
     Failed(String),
+    /// Nothing to do: the route is all on the new node already (exit 0).
+    Done(String),
 }
 
 /// Reads, parses and validates the spec or `deploy.json` at `path`. `needs_route`: the
@@ -147,8 +149,9 @@ async fn current_stable(cli: &Cli, spec: &Spec) -> Result<String, Loading> {
         .max_by_key(|(_, w)| *w)
         .map(|(n, _)| n.to_string())
         .ok_or_else(|| {
-            Loading::Failed(format!(
-                "{rr} has no target besides {}: nothing to roll out from",
+            Loading::Done(format!(
+                "{rr} is all on {} already: promoted, nothing to do (to roll back, name the \
+                 old node with --stable)",
                 spec.route.new
             ))
         })

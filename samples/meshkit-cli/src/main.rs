@@ -26,5 +26,9 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILED);
         }
     };
-    ExitCode::from(runtime.block_on(meshkit_cli::run(cli)))
+    let code = runtime.block_on(meshkit_cli::run(cli));
+    // A question still waiting for an answer on stdin must not keep the process
+    // alive: do not wait for blocking tasks.
+    runtime.shutdown_background();
+    ExitCode::from(code)
 }

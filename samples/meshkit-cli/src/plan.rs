@@ -74,7 +74,7 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
                    "bake_ms": s.bake().as_millis() as u64})
         })
         .collect();
-    let checks: Vec<String> = spec.checks.iter().map(describe_check).collect();
+    let checks: Vec<String> = spec.checks.iter().map(|c| describe_check(c, new)).collect();
     let policy = rollout.policy();
     let inconclusive = policy.inconclusive().to_string();
     let calls = (spec.route.backend == Backend::Appmesh).then(|| Calls::appmesh(loaded));
@@ -161,7 +161,7 @@ fn check_calls(spec: &Spec) -> Vec<String> {
     calls
 }
 
-fn describe_check(c: &CheckSpec) -> String {
+fn describe_check(c: &CheckSpec, new: &str) -> String {
     let or_blank = |v: &Option<String>| v.clone().unwrap_or_default();
     let dur =
         |v: &Option<crate::spec::Dur>| v.as_ref().map(ToString::to_string).unwrap_or_default();
@@ -178,8 +178,8 @@ fn describe_check(c: &CheckSpec) -> String {
         CheckKind::LatencyP99 => format!("p99 of the new version at most {}", dur(&c.max_latency)),
         CheckKind::Envoy5xx => format!(
             "CloudWatch ingress 5xx of {} (task family {}, cluster {}) over {}, at most {}",
-            or_blank(&c.virtual_node),
-            or_blank(&c.task_family),
+            c.virtual_node.as_deref().unwrap_or(new),
+            c.task_family.as_deref().unwrap_or(new),
             or_blank(&c.cluster),
             dur(&c.window),
             c.max.unwrap_or_default()

@@ -77,6 +77,28 @@ pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8) -> u8 {
             return exit::FAILED;
         }
     };
+    // Already there (a promotion that took the stable node off the route included):
+    // nothing to write, and writing would put the stable node back.
+    let there = if new_percent == 100 {
+        before.weights.is_all_on(new)
+    } else {
+        before.weights.is_all_on(stable)
+    };
+    if there {
+        if cli.json {
+            println!(
+                "{}",
+                json!({"route": rr.as_str(), "before": before.weights.to_string(),
+                       "weights": before.weights.to_string(), "written": false})
+            );
+        } else {
+            println!(
+                "{rr}: {} (already in force, nothing written)",
+                before.weights
+            );
+        }
+        return exit::OK;
+    }
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());

@@ -30,7 +30,7 @@ pub(crate) async fn run(cli: &Cli, loaded: &Loaded, adopt: bool) -> u8 {
         match aws_env::sdk(cli).await {
             Ok(sdk) => Some(sdk),
             Err(e) => {
-                eprintln!("meshkit: {e}");
+                err!("meshkit: {e}");
                 return exit::INVALID;
             }
         }
@@ -47,7 +47,7 @@ pub(crate) async fn run(cli: &Cli, loaded: &Loaded, adopt: bool) -> u8 {
                 return exit::INVALID;
             };
             if let Err(e) = router.preflight(&route, stable, new, resume).await {
-                eprintln!("meshkit: cannot start: {e}");
+                err!("meshkit: cannot start: {e}");
                 return exit::FAILED;
             }
             Arc::new(router)
@@ -64,7 +64,7 @@ pub(crate) async fn run(cli: &Cli, loaded: &Loaded, adopt: bool) -> u8 {
             match started {
                 Ok(mesh) => {
                     let router = Arc::new(mesh.router());
-                    eprintln!(
+                    err!(
                         "meshkit: local mesh gateway on http://{}/",
                         mesh.gateway_addr()
                     );
@@ -72,7 +72,7 @@ pub(crate) async fn run(cli: &Cli, loaded: &Loaded, adopt: bool) -> u8 {
                     router
                 }
                 Err(e) => {
-                    eprintln!("meshkit: cannot start the local mesh: {e}");
+                    err!("meshkit: cannot start the local mesh: {e}");
                     return exit::FAILED;
                 }
             }
@@ -82,7 +82,7 @@ pub(crate) async fn run(cli: &Cli, loaded: &Loaded, adopt: bool) -> u8 {
     let checks = match build::checks(spec, sdk.as_ref(), metrics.as_ref()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("meshkit: invalid spec: {e}");
+            err!("meshkit: invalid spec: {e}");
             return exit::INVALID;
         }
     };
@@ -91,14 +91,14 @@ pub(crate) async fn run(cli: &Cli, loaded: &Loaded, adopt: bool) -> u8 {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("meshkit: invalid spec: {e}");
+            err!("meshkit: invalid spec: {e}");
             return exit::INVALID;
         }
     };
     let mut signals = match Signals::new() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("meshkit: cannot install signal handlers, not starting: {e}");
+            err!("meshkit: cannot install signal handlers, not starting: {e}");
             return exit::FAILED;
         }
     };
@@ -113,40 +113,46 @@ pub(crate) async fn run(cli: &Cli, loaded: &Loaded, adopt: bool) -> u8 {
     let run = rollout.run();
     tokio::pin!(run);
     let (answer_tx, mut answer) = tokio::sync::mpsc::unbounded_channel::<bool>();
+    // The first signal, and the one that made the run roll back (for the exit code).
+    let mut first: Option<Signal> = None;
     let mut ended_by: Option<Signal> = None;
     let result = loop {
         tokio::select! {
             result = &mut run => break result,
             Some(roll_back) = answer.recv() => {
                 if !roll_back {
-                    eprintln!("meshkit: leaving the route as it is");
+                    err!("meshkit: leaving the route as it is");
                     return exit::INTERRUPTED;
                 }
-                eprintln!("meshkit: rolling back");
                 let _ = handle.abort();
+                ended_by = Some(Signal::Interrupt);
+                err!("meshkit: rolling back");
             }
             signal = signals.next() => {
-                if let Some(first) = ended_by {
-                    eprintln!(
+                if let Some(earlier) = first {
+                    err!(
                         "meshkit: {} again while ending after {}: exiting now; the route \
                          may be left between versions (check it with `meshkit status`)",
                         signal.name(),
-                        first.name()
+                        earlier.name()
                     );
                     return signal.code();
                 }
-                ended_by = Some(signal);
+                first = Some(signal);
                 if signal == Signal::Interrupt && std::io::stdin().is_terminal() {
                     let tx = answer_tx.clone();
                     tokio::spawn(async move {
                         let _ = tx.send(ask_roll_back().await);
                     });
                 } else {
-                    eprintln!(
+                    // Abort first: the terminal may be gone (SIGHUP), and a message
+                    // must never stand between the signal and the rollback.
+                    let _ = handle.abort();
+                    ended_by = Some(signal);
+                    err!(
                         "meshkit: {}, rolling back (send it again to exit at once)",
                         signal.name()
                     );
-                    let _ = handle.abort();
                 }
             }
         }
@@ -185,29 +191,29 @@ fn finish(
         (Err(_), _, _) => exit::FAILED,
     };
     match (result, manual) {
-        (Err(e), Some((what, _))) if json => println!(
+        (Err(e), Some((what, _))) if json => out!(
             "{}",
             json!({"outcome": what.replace(' ', "_"), "detail": e.to_string(), "exit": code})
         ),
-        (Err(e), Some((what, _))) => println!("{what}: {e}"),
-        (Ok(o), _) if json => println!(
+        (Err(e), Some((what, _))) => out!("{what}: {e}"),
+        (Ok(o), _) if json => out!(
             "{}",
             json!({"outcome": if o.is_promoted() {"promoted"} else {"rolled_back"},
                    "weights": o.weights().to_string(), "detail": o.to_string(), "exit": code})
         ),
-        (Ok(o), _) => println!("{o}"),
-        (Err(e), None) if json => println!(
+        (Ok(o), _) => out!("{o}"),
+        (Err(e), None) if json => out!(
             "{}",
             json!({"outcome": "error", "error": e.to_string(),
                    "in_force": e.in_force().map(ToString::to_string), "exit": code})
         ),
-        (Err(e), None) => println!("stopped: {e}"),
+        (Err(e), None) => out!("stopped: {e}"),
     }
     code
 }
 
 async fn ask_roll_back() -> bool {
-    eprint!("\nmeshkit: roll back now [R], or leave the route as it is [l]? ");
+    err_inline!("\nmeshkit: roll back now [R], or leave the route as it is [l]? ");
     let answer = tokio::task::spawn_blocking(|| {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map(|_| line)
@@ -223,11 +229,11 @@ fn print_event(json: bool, at: std::time::Duration, event: &Event) {
             .chars()
             .take_while(char::is_ascii_alphanumeric)
             .collect();
-        println!(
+        out!(
             "{}",
             json!({"t_ms": at.as_millis() as u64, "event": kind, "message": event.to_string()})
         );
     } else {
-        println!("[{:>7.1}s] {event}", at.as_secs_f64());
+        out!("[{:>7.1}s] {event}", at.as_secs_f64());
     }
 }

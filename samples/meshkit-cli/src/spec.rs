@@ -204,7 +204,7 @@ impl Spec {
                 &["listen", "stable_addr", "new_addr"],
             ),
         };
-        split_fields("route", &format!("{:?}", r.backend), &all, need, allowed)?;
+        split_fields("route", &spelled(r.backend), &all, need, allowed)?;
         let names = [
             ("stable", Some(&r.stable)),
             ("new", Some(&r.new)),
@@ -240,7 +240,7 @@ impl Spec {
                 (&["steps"], &["steps", "step_bake", "pre_check", "bake"])
             }
         };
-        split_fields("strategy", &format!("{:?}", s.kind), &all, need, allowed)?;
+        split_fields("strategy", &spelled(s.kind), &all, need, allowed)?;
         for (i, c) in self.checks.iter().enumerate() {
             let all = [
                 ("url", c.url.is_some()),
@@ -278,7 +278,7 @@ impl Spec {
             };
             split_fields(
                 &format!("checks[{i}]"),
-                &format!("{:?}", c.kind),
+                &spelled(c.kind),
                 &all,
                 need,
                 allowed,
@@ -296,6 +296,24 @@ impl Spec {
         }
         Ok(())
     }
+}
+
+/// A kind as the spec spells it (`canary-blue-green`, `envoy-5xx`), from its serde
+/// name.
+fn spelled<T: fmt::Debug>(kind: T) -> String {
+    let debug = format!("{kind:?}");
+    let mut out = String::new();
+    let mut prev: Option<char> = None;
+    for c in debug.chars() {
+        let after_letter = prev.is_some_and(|p| p.is_ascii_alphabetic());
+        let after_lower = prev.is_some_and(|p| p.is_ascii_lowercase());
+        if (c.is_ascii_uppercase() && after_letter) || (c.is_ascii_digit() && after_lower) {
+            out.push('-');
+        }
+        out.push(c.to_ascii_lowercase());
+        prev = Some(c);
+    }
+    out
 }
 
 fn fields(
@@ -328,7 +346,7 @@ fn split_fields(
     need: &[&str],
     allowed: &[&str],
 ) -> Result<(), SpecError> {
-    let kind = kind.to_lowercase();
+    let kind = kind.to_string();
     let need: Vec<(&str, bool)> = all
         .iter()
         .filter(|(n, _)| need.contains(n))
@@ -396,7 +414,8 @@ impl fmt::Display for Dur {
 }
 
 impl Dur {
-    /// Parses `250ms`, `10s`, `5m`, `4h` (or a bare number of seconds).
+    /// Parses `250ms`, `10s`, `5m`, `4h`, or a string of digits alone as seconds
+    /// (`"30"`); a TOML or JSON number is refused, as a unit is expected.
     pub fn parse(text: &str) -> Option<Self> {
         let v = text.trim();
         let split = v
@@ -618,4 +637,17 @@ pub fn locate(text: &str, path: &str, format: Format) -> Option<(usize, usize)> 
         offset += line.len();
     }
     (!section.is_empty()).then(|| line_col(text, start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_spelled_as_in_a_spec() {
+        assert_eq!(spelled(StrategyKind::CanaryBlueGreen), "canary-blue-green");
+        assert_eq!(spelled(CheckKind::Envoy5xx), "envoy-5xx");
+        assert_eq!(spelled(CheckKind::LatencyP99), "latency-p99");
+        assert_eq!(spelled(Backend::Appmesh), "appmesh");
+    }
 }

@@ -26,10 +26,16 @@ pub struct Args {
     /// The rollout strategy.
     #[arg(long, value_enum, default_value_t = StrategyKind::Canary)]
     pub strategy: StrategyKind,
-    /// Start green with failures (see --fail-rate): the rollout rolls back by itself.
-    #[arg(long)]
+    /// Start a green whose user requests fail (see --fail-rate) while its health
+    /// endpoint stays healthy: its probe passes, it takes real traffic, fails under it,
+    /// and the split swings back to blue.
+    #[arg(long, conflicts_with = "broken_probe")]
     pub broken: bool,
-    /// Share of green's requests that fail with --broken.
+    /// Start a green whose health endpoint fails too: its probe catches it before any
+    /// user traffic is shifted to it.
+    #[arg(long)]
+    pub broken_probe: bool,
+    /// Share of green's user requests that fail with --broken or --broken-probe.
     #[arg(long, default_value_t = 0.5)]
     pub fail_rate: f64,
     /// Short bakes (3 s) and 1 s checks: a whole run in well under 30 s.
@@ -51,7 +57,7 @@ pub struct Args {
     /// step (its direct probe can fail it there, before any user sees it).
     #[arg(long, value_parser = traffic_client::parse_duration)]
     pub pre_check: Option<Duration>,
-    /// Print the final summary as one JSON line.
+    /// Print the final summary as one JSON line on stdout (progress goes to stderr).
     #[arg(long)]
     pub json: bool,
 }
@@ -75,7 +81,22 @@ impl Args {
         })
     }
 
-    /// Refuses values that would make a meaningless run.
+    /// Share of green's user requests that fail.
+    pub fn user_fail_rate(&self) -> f64 {
+        if self.broken || self.broken_probe {
+            self.fail_rate
+        } else {
+            0.0
+        }
+    }
+
+    /// Share of green's health-endpoint requests that fail.
+    pub fn health_fail_rate(&self) -> f64 {
+        if self.broken_probe { 1.0 } else { 0.0 }
+    }
+
+    /// Refuses values that would make a meaningless run (checked before anything
+    /// starts; the plan itself is checked by `scenario::validate_plan`).
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.fail_rate) {
             return Err("--fail-rate must be within 0.0-1.0".into());

@@ -6,9 +6,10 @@ use std::time::Duration;
 use bluegreen_service::{App, Config};
 use meshkit::health::{HttpCheck, LatencyP99, SuccessRate, only_with_traffic};
 use meshkit::rollout::InconclusivePolicy;
-use meshkit::strategy::{BlueGreen, Canary, CanaryBlueGreen, Linear};
+use meshkit::strategy::{BlueGreen, Canary, CanaryBlueGreen, Linear, Strategy};
 use meshkit::traffic::local::LocalMesh;
 use meshkit::{ConfigError, Rollout};
+use sample_support::server;
 use sample_support::xray::Tracing;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -32,76 +33,203 @@ impl Drop for Service {
     }
 }
 
-/// Starts a bluegreen-service on 127.0.0.1 with a free port.
-pub async fn start_service(name: &str, version: &str, fail_rate: f64) -> std::io::Result<Service> {
+/// The path each service answers health probes on. It is served by a separate handler
+/// so that a broken version can keep a healthy health endpoint while its user
+/// requests fail (a classic: the health endpoint only says the process is up).
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// The demo's deadline for the whole rollout.
+const DEADLINE: Duration = Duration::from_secs(3600);
+
+/// Starts a bluegreen-service on 127.0.0.1 with a free port: `user_fail` of its user
+/// requests and `health_fail` of its [`HEALTH_PATH`] requests answer 500.
+pub async fn start_service(
+    name: &str,
+    version: &str,
+    user_fail: f64,
+    health_fail: f64,
+) -> std::io::Result<Service> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let cfg = Config {
+    let cfg = |fail_rate| Config {
         name: name.into(),
         version: version.into(),
         fail_rate,
         ..Config::default()
     };
     let tracing = Tracing::from_env(name, version);
+    let users = App::new(cfg(user_fail), tracing.clone());
+    let health = App::new(cfg(health_fail), tracing.clone());
     let (tx, rx) = oneshot::channel();
-    tokio::spawn(App::new(cfg, tracing).serve(listener, async {
-        let _ = rx.await;
-    }));
+    tokio::spawn(async move {
+        let stop = async {
+            let _ = rx.await;
+        };
+        // Written inline so that the request type comes from `serve_traced`'s bound.
+        let served = server::serve_traced(
+            listener,
+            move |req| {
+                let app = if req.uri().path() == HEALTH_PATH {
+                    health.clone()
+                } else {
+                    users.clone()
+                };
+                async move { app.handle(req).await }
+            },
+            stop,
+            &tracing,
+        );
+        served.await
+    });
     Ok(Service {
         addr,
         stop: Some(tx),
     })
 }
 
-/// The rollout from blue to green with the demo's checks.
-pub fn rollout(args: &Args, mesh: &LocalMesh, green: SocketAddr) -> Result<Rollout, ConfigError> {
+/// The strategy the arguments ask for.
+fn strategy(args: &Args) -> Box<dyn Strategy> {
     let bake = args.bake();
-    let interval = args.check_interval();
-    let window = (interval * 5).max(Duration::from_secs(2));
-    let b = Rollout::builder()
-        .router(mesh.router())
-        .route(ROUTE)
-        .from("blue")
-        .to("green");
-    let b = match args.strategy {
+    match args.strategy {
         StrategyKind::Canary => {
             let canary = Canary::steps(args.steps.clone()).bake(bake);
-            b.strategy(match args.pre_check {
+            Box::new(match args.pre_check {
                 Some(d) if !d.is_zero() => canary.pre_check(d),
                 _ => canary,
             })
         }
-        StrategyKind::Linear => b.strategy(Linear::new(25, bake)),
-        StrategyKind::BlueGreen => b.strategy(BlueGreen::new().pre_check(bake).bake(bake)),
-        StrategyKind::CanaryBlueGreen => b.strategy(
+        StrategyKind::Linear => Box::new(Linear::new(25, bake)),
+        StrategyKind::BlueGreen => Box::new(BlueGreen::new().pre_check(bake).bake(bake)),
+        StrategyKind::CanaryBlueGreen => Box::new(
             CanaryBlueGreen::new([10, 50])
                 .pre_check(bake)
                 .step_bake(bake)
                 .bake(bake),
         ),
-    };
+    }
+}
+
+/// Checks the plan the arguments make, before anything starts: an error here is a bad
+/// argument (exit 2), named by its option.
+pub fn validate_plan(args: &Args) -> Result<(), String> {
+    let strategy = strategy(args);
+    strategy.validate().map_err(|e| {
+        let opt = if args.strategy == StrategyKind::Canary {
+            "--steps"
+        } else {
+            "--strategy"
+        };
+        format!("{opt}: {e}")
+    })?;
+    let planned: Duration = strategy.stages().iter().map(|s| s.bake()).sum();
+    if planned >= DEADLINE {
+        return Err(format!(
+            "--bake/--pre-check: the plan would bake for {planned:?}, the demo stops at {DEADLINE:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// The demo's checks and their thresholds, in one place: they build the checks and
+/// describe them to the person watching.
+#[derive(Debug, Clone)]
+pub struct Checks {
+    probe_url: String,
+    probe_requests: u32,
+    probe_min: f64,
+    probe_timeout: Duration,
+    success_min: f64,
+    p99_max: Duration,
+    window: Duration,
+    min_requests: u64,
+    pub interval: Duration,
+    failure_threshold: u32,
+    inconclusive_after: u32,
+}
+
+impl Checks {
+    /// The checks for a green on `green`.
+    pub fn new(args: &Args, green: SocketAddr) -> Self {
+        let interval = args.check_interval();
+        Self {
+            probe_url: format!("http://{green}{HEALTH_PATH}"),
+            probe_requests: 10,
+            probe_min: 0.9,
+            probe_timeout: Duration::from_millis(500),
+            success_min: 0.99,
+            p99_max: Duration::from_millis(250),
+            window: (interval * 5).max(Duration::from_secs(2)),
+            min_requests: 3,
+            interval,
+            failure_threshold: 1,
+            inconclusive_after: 3,
+        }
+    }
+
+    /// When and how the checks run, in words.
+    pub fn policy(&self) -> String {
+        format!(
+            "checks on green every {:?} and before each shift; all must pass. \
+             {} unhealthy round rolls back, so do {} inconclusive rounds in a row:",
+            self.interval, self.failure_threshold, self.inconclusive_after
+        )
+    }
+
+    /// One line per check, with its threshold.
+    pub fn describe(&self) -> Vec<String> {
+        let window = format!("last {:?}, at least {} requests", self.window, self.min_requests);
+        vec![
+            format!(
+                "probe green: GET {}, {} requests, >= {:.0}% answer 2xx within {} ms",
+                self.probe_url,
+                self.probe_requests,
+                self.probe_min * 100.0,
+                self.probe_timeout.as_millis()
+            ),
+            format!(
+                "success rate: >= {:.0}% of green's user requests succeed (mesh, {window}; \
+                 once green has traffic)",
+                self.success_min * 100.0
+            ),
+            format!(
+                "p99 latency: <= {} ms for green's user requests (mesh, {window}; once green \
+                 has traffic)",
+                self.p99_max.as_millis()
+            ),
+        ]
+    }
+}
+
+/// The rollout from blue to green with the demo's checks.
+pub fn rollout(args: &Args, mesh: &LocalMesh, checks: &Checks) -> Result<Rollout, ConfigError> {
+    let b = Rollout::builder()
+        .router(mesh.router())
+        .route(ROUTE)
+        .from("blue")
+        .to("green")
+        .strategy(strategy(args));
     // Green probed directly (works before it has any traffic), plus what its users see.
-    let probe = HttpCheck::builder(format!("http://{green}/"))
+    let probe = HttpCheck::builder(checks.probe_url.clone())
         .name("probe green")
-        .requests(10)
-        .min_success_ratio(0.9)
-        .timeout(Duration::from_millis(500))
+        .requests(checks.probe_requests)
+        .min_success_ratio(checks.probe_min)
+        .timeout(checks.probe_timeout)
         .build()?;
-    let success = SuccessRate::new(mesh.metrics(ROUTE), 0.99)
-        .window(window)
-        .min_requests(3)
+    let success = SuccessRate::new(mesh.metrics(ROUTE), checks.success_min)
+        .window(checks.window)
+        .min_requests(checks.min_requests)
         .build()?;
-    let latency = LatencyP99::new(mesh.metrics(ROUTE), Duration::from_millis(250))
-        .window(window)
-        .min_requests(3)
+    let latency = LatencyP99::new(mesh.metrics(ROUTE), checks.p99_max)
+        .window(checks.window)
+        .min_requests(checks.min_requests)
         .build()?;
     b.check(probe)
         .check(only_with_traffic(success))
         .check(only_with_traffic(latency))
-        .check_interval(interval)
-        .check_timeout(interval.min(Duration::from_secs(2)))
-        .failure_threshold(1)
-        .inconclusive(InconclusivePolicy::FailAfter(3))
-        .deadline(Duration::from_secs(3600))
+        .check_interval(checks.interval)
+        .check_timeout(checks.interval.min(Duration::from_secs(2)))
+        .failure_threshold(checks.failure_threshold)
+        .inconclusive(InconclusivePolicy::FailAfter(checks.inconclusive_after))
+        .deadline(DEADLINE)
         .build()
 }

@@ -21,8 +21,10 @@
 //!
 //! # Idempotent retries
 //!
-//! Each write carries the rollout's token for that step (`{rollout-id}-{step}`) as the
-//! `clientToken`, so App Mesh treats a retried write as the same request.
+//! Each write carries the rollout's token for that step as the `clientToken`
+//! (`{rollout-id}-{step}`, or a digest of it when longer than App Mesh's 36 characters:
+//! see [`crate::traffic::client_token`]), so App Mesh treats a retried write as the same
+//! request.
 
 mod prepare;
 mod spec;

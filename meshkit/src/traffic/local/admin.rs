@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::Shared;
+use super::limit::ConnLimit;
 use super::proxy::{full, serve};
 use super::stats::escape;
 
@@ -16,7 +17,8 @@ pub(crate) async fn serve_admin(
     shared: Arc<Shared>,
     stopped: watch::Receiver<bool>,
 ) {
-    serve(listener, stopped, move || {
+    // A few connections are plenty for a scraper and a person.
+    serve(listener, stopped, ConnLimit::new(64), move || {
         let shared = shared.clone();
         move |req: http::Request<hyper::body::Incoming>| {
             let shared = shared.clone();
@@ -49,6 +51,17 @@ pub(crate) fn render(shared: &Shared) -> String {
         for t in &route.targets {
             t.stats.render(&mut out, &route.name, &t.name);
         }
+    }
+    out.push_str("# HELP meshkit_client_errors_total Requests that failed through the client's fault (unreadable or late body, malformed request), answered 4xx and not counted against any target.\n# TYPE meshkit_client_errors_total counter\n");
+    for route in shared.by_name.values() {
+        let _ = writeln!(
+            out,
+            "meshkit_client_errors_total{{route=\"{}\"}} {}",
+            escape(&route.name),
+            route
+                .client_errors
+                .load(std::sync::atomic::Ordering::Relaxed)
+        );
     }
     out.push_str("# HELP meshkit_route_weight Weight in force per target.\n# TYPE meshkit_route_weight gauge\n");
     for route in shared.by_name.values() {

@@ -36,6 +36,8 @@
 //! ```
 
 mod admin;
+mod client_body;
+mod limit;
 mod proxy;
 mod router;
 mod stats;
@@ -54,9 +56,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use limit::DEFAULT_MAX_CONNECTIONS;
 pub use router::{LocalMetrics, LocalRouter};
 pub use stats::TargetTotals;
 
+use self::limit::ConnLimit;
 use self::stats::TargetStats;
 use self::table::{Lane, Padded, Table};
 use crate::error::ConfigError;
@@ -98,6 +102,8 @@ pub(crate) struct Route {
     pub(crate) revision: AtomicU64,
     /// One lane per gateway worker.
     pub(crate) lanes: Box<[Padded<Mutex<Lane>>]>,
+    /// Requests that failed through the client's fault (see `proxy`).
+    pub(crate) client_errors: AtomicU64,
 }
 
 impl Route {
@@ -183,6 +189,7 @@ pub struct LocalMeshBuilder {
     admin: SocketAddr,
     upstream_timeout: Duration,
     workers: usize,
+    max_connections: usize,
 }
 
 impl LocalMesh {
@@ -195,6 +202,7 @@ impl LocalMesh {
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             upstream_timeout: Duration::from_secs(15),
             workers: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 
@@ -221,6 +229,14 @@ impl LocalMesh {
             shared: self.shared.clone(),
             route: route.to_owned(),
         }
+    }
+
+    /// Requests on `route` that failed through the client's fault (a body that could
+    /// not be read or did not arrive in time), answered 4xx and counted against no
+    /// target; `None` for an unknown route.
+    pub fn client_errors(&self, route: &str) -> Option<u64> {
+        let r = self.shared.by_name.get(route)?;
+        Some(r.client_errors.load(Ordering::Relaxed))
     }
 
     /// Each target's counters since the start, or `None` for an unknown route.
@@ -307,6 +323,17 @@ impl LocalMeshBuilder {
         self
     }
 
+    /// The most gateway connections open at once. Default: [`DEFAULT_MAX_CONNECTIONS`]
+    /// (4096), lowered at start to what the process's open-file limit can hold (each
+    /// connection may also hold one upstream connection per target). At the cap the
+    /// oldest connections are closed gracefully (an idle keep-alive one at once, a busy
+    /// one after its response) and new ones wait for room, so the gateway keeps
+    /// answering; out of file descriptors, it backs off instead of spinning.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
     fn routes(&self) -> Result<Vec<Arc<Route>>, ConfigError> {
         let bad = |m: String| ConfigError::Check(format!("local mesh: {m}"));
         if self.routes.is_empty() {
@@ -364,6 +391,7 @@ impl LocalMeshBuilder {
                 lanes: (0..self.workers)
                     .map(|_| Padded(Lane::new(table.clone())))
                     .collect(),
+                client_errors: AtomicU64::new(0),
             }));
         }
         out.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
@@ -394,10 +422,26 @@ impl LocalMeshBuilder {
             upstream_timeout: self.upstream_timeout,
         });
         let (stop, stopped) = watch::channel(false);
-        let workers =
-            workers::start(self.workers, &shared, &stopped).map_err(LocalMeshError::Workers)?;
+        // Each gateway connection may hold one upstream connection per target.
+        let per_conn = 1 + shared
+            .routes
+            .iter()
+            .map(|r| r.targets.len())
+            .max()
+            .unwrap_or(1);
+        let cap = limit::fit(self.max_connections, per_conn, limit::open_files_limit());
+        if cap < self.max_connections {
+            tracing::info!(
+                cap,
+                wanted = self.max_connections,
+                "local mesh gateway connections capped to fit the open-file limit"
+            );
+        }
+        let limit = ConnLimit::new(cap);
+        let workers = workers::start(self.workers, &shared, &limit, &stopped)
+            .map_err(LocalMeshError::Workers)?;
         let tasks = vec![
-            tokio::spawn(workers::accept(gateway, workers, stopped.clone())),
+            tokio::spawn(workers::accept(gateway, workers, limit, stopped.clone())),
             tokio::spawn(admin::serve_admin(admin, shared.clone(), stopped)),
         ];
         tracing::info!(%gateway_addr, %admin_addr, "local mesh started");

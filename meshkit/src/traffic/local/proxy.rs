@@ -2,21 +2,24 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use super::client_body::{BodyEnd, BodyState, ClientBody};
+use super::limit::{ConnLimit, Slot, accept_next};
 use super::upstream::ConnPool;
 use super::{Route, Shared};
 
@@ -38,14 +41,16 @@ pub(crate) fn full(
     r
 }
 
-/// Serves HTTP/1 connections and drains them on shutdown.
+/// Serves HTTP/1 connections under a [`ConnLimit`], closes them gracefully on
+/// shutdown or when the limit asks, and drains them.
 pub(crate) struct ConnServer {
     builder: http1::Builder,
-    graceful: GracefulShutdown,
+    limit: Arc<ConnLimit>,
+    stop: watch::Receiver<bool>,
 }
 
 impl ConnServer {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(limit: Arc<ConnLimit>, stop: watch::Receiver<bool>) -> Self {
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -53,34 +58,61 @@ impl ConnServer {
             .max_buf_size(64 * 1024);
         Self {
             builder,
-            graceful: GracefulShutdown::new(),
+            limit,
+            stop,
         }
     }
 
-    /// Serves one connection on a task of the current runtime.
-    pub(crate) fn serve<H, F>(&self, stream: TcpStream, handler: H)
+    /// Serves one connection on a task of the current runtime; `slot` is its place
+    /// under the cap, given back when it closes.
+    pub(crate) fn serve<H, F>(&self, stream: TcpStream, slot: Slot, handler: H)
     where
         H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
         F: Future<Output = Response<Body>> + Send + 'static,
     {
+        // Whether the connection has sent a request yet. hyper's graceful shutdown waits
+        // for a first request that may never come, so a connection that never sent
+        // one is simply closed when room is needed.
+        let started = Arc::new(AtomicBool::new(false));
+        let seen = started.clone();
         let svc = service_fn(move |req| {
+            seen.store(true, Ordering::Relaxed);
             let response = handler(req);
             async move { Ok::<_, Infallible>(response.await) }
         });
-        let conn = self
-            .graceful
-            .watch(self.builder.serve_connection(TokioIo::new(stream), svc));
+        let conn = self.builder.serve_connection(TokioIo::new(stream), svc);
+        let close = slot.close.clone();
+        let mut stop = self.stop.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            tokio::pin!(conn);
+            let mut closing = false;
+            let result = loop {
+                tokio::select! {
+                    r = conn.as_mut() => break r,
+                    () = close.notified(), if !closing => {
+                        if !started.load(Ordering::Relaxed) {
+                            break Ok(());
+                        }
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    _ = stop.wait_for(|s| *s), if !closing => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            };
+            drop(slot);
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "local mesh connection error");
             }
         });
     }
 
-    /// Asks every connection to close after its current request, and waits for that
-    /// for at most `limit`.
+    /// Waits until the connections under this server's limit have closed (they close
+    /// after their current request once `stop` turns true), for at most `limit`.
     pub(crate) async fn drain(self, limit: Duration) {
-        let _ = tokio::time::timeout(limit, self.graceful.shutdown()).await;
+        self.limit.drained(limit).await;
     }
 }
 
@@ -89,68 +121,108 @@ impl ConnServer {
 pub(crate) async fn serve<M, H, F>(
     listener: TcpListener,
     mut stopped: watch::Receiver<bool>,
+    limit: Arc<ConnLimit>,
     make_handler: M,
 ) where
     M: Fn() -> H,
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let server = ConnServer::new();
-    while let Some(stream) = accept_next(&listener, &mut stopped).await {
-        server.serve(stream, make_handler());
+    let server = ConnServer::new(limit.clone(), stopped.clone());
+    while let Some((stream, slot)) = accept_next(&listener, &limit, &mut stopped).await {
+        server.serve(stream, slot, make_handler());
     }
     drop(listener);
     server.drain(Duration::from_secs(10)).await;
 }
 
-/// The next accepted connection (with `TCP_NODELAY`), or `None` once `stopped` turns
-/// true or its sender is gone. Accept errors (out of file descriptors and the like) are
-/// logged and retried after 50 ms.
-pub(crate) async fn accept_next(
-    listener: &TcpListener,
-    stopped: &mut watch::Receiver<bool>,
-) -> Option<TcpStream> {
-    loop {
-        tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, _)) => {
-                    let _ = s.set_nodelay(true);
-                    return Some(s);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "local mesh accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            () = async { let _ = stopped.wait_for(|s| *s).await; } => return None,
-        }
-    }
-}
-
-/// One downstream gateway connection's state: its upstream connections.
+/// One downstream gateway connection's state: its upstream connections, the client's
+/// address as an `X-Forwarded-For` entry, and how the current request's body went.
 pub(crate) struct Downstream {
     shared: Arc<Shared>,
     pool: ConnPool,
     worker: usize,
+    peer: Option<HeaderValue>,
+    body: Arc<BodyState>,
 }
 
 impl Downstream {
-    /// A connection served by worker `worker`.
-    pub(crate) fn new(shared: Arc<Shared>, worker: usize) -> Arc<Self> {
+    /// A connection from `peer` served by worker `worker`.
+    pub(crate) fn new(shared: Arc<Shared>, worker: usize, peer: Option<SocketAddr>) -> Arc<Self> {
         Arc::new(Self {
             shared,
             pool: ConnPool::new(),
             worker,
+            peer: peer.and_then(|p| HeaderValue::try_from(p.ip().to_string()).ok()),
+            body: Arc::default(),
         })
     }
 }
 
 /// Forwards one request of `conn` (owned, so the future is `'static`).
 pub(crate) async fn handle(conn: Arc<Downstream>, req: Request<Incoming>) -> Response<Body> {
-    forward(&conn.shared, &conn.pool, conn.worker, req).await
+    forward(&conn, req).await
 }
 
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// A 4xx the mesh answers itself.
+fn refuse(status: StatusCode, why: &str) -> Response<Body> {
+    full(
+        status,
+        "application/json",
+        format!(r#"{{"message":"error","error":"{why}"}}"#),
+    )
+}
+
+/// Why the mesh refuses a request before routing it, as a careful reverse proxy does
+/// (RFC 9112 §3.2): an HTTP/1.1 request must carry exactly one `Host`; `CONNECT` asks
+/// for a tunnel, which a reverse proxy does not open.
+fn ambiguity(req: &Request<Incoming>) -> Option<(StatusCode, &'static str)> {
+    let hosts = req.headers().get_all(header::HOST).iter().count();
+    if hosts > 1 {
+        return Some((StatusCode::BAD_REQUEST, "more than one Host header"));
+    }
+    if hosts == 0 && req.version() == http::Version::HTTP_11 {
+        return Some((
+            StatusCode::BAD_REQUEST,
+            "HTTP/1.1 request without a Host header",
+        ));
+    }
+    if req.method() == http::Method::CONNECT {
+        return Some((
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not supported: this is a reverse proxy",
+        ));
+    }
+    None
+}
+
+/// Appends the client's address to `X-Forwarded-For` (keeping what earlier proxies
+/// wrote) and sets `X-Forwarded-Proto` to `http`, the scheme the gateway serves, over
+/// whatever the client sent. `Forwarded` (RFC 7239) is passed on as it came.
+fn forwarded_for(h: &mut HeaderMap, peer: Option<&HeaderValue>) {
+    if let Some(ip) = peer {
+        let earlier: Vec<&[u8]> = h
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect();
+        let value = if earlier.is_empty() {
+            ip.clone()
+        } else {
+            let mut joined = earlier.join(&b", "[..]);
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(ip.as_bytes());
+            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| ip.clone())
+        };
+        h.insert(X_FORWARDED_FOR, value);
+    }
+    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
@@ -159,6 +231,9 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    // Not standard, but sent by old clients and honoured by some servers: stripped as
+    // nginx and Envoy strip it.
+    HeaderName::from_static("proxy-connection"),
 ];
 
 /// Removes hop-by-hop headers: the fixed list and every header the `Connection`
@@ -203,12 +278,11 @@ fn upstream_uri(route: &Route, uri: Uri) -> Option<Uri> {
     rewritten.parse().ok()
 }
 
-async fn forward(
-    shared: &Shared,
-    pool: &ConnPool,
-    worker: usize,
-    req: Request<Incoming>,
-) -> Response<Body> {
+async fn forward(conn: &Downstream, req: Request<Incoming>) -> Response<Body> {
+    let (shared, pool, worker) = (&*conn.shared, &conn.pool, conn.worker);
+    if let Some((status, why)) = ambiguity(&req) {
+        return refuse(status, why);
+    }
     let Some(route) = shared.routes.iter().find(|r| r.matches(req.uri().path())) else {
         return full(
             StatusCode::NOT_FOUND,
@@ -236,7 +310,9 @@ async fn forward(
     };
     parts.uri = uri;
     strip_hop_by_hop(&mut parts.headers);
+    forwarded_for(&mut parts.headers, conn.peer.as_ref());
     let started = Instant::now();
+    let body = ClientBody::new(body, conn.body.clone());
     let result = pool
         .send_within(
             index,
@@ -246,6 +322,24 @@ async fn forward(
             shared.upstream_timeout,
         )
         .await;
+    // The client's fault is answered as such and counted against no target.
+    match (&result, conn.body.end()) {
+        (Some(Err(_)), BodyEnd::Failed) => {
+            route.client_errors.fetch_add(1, Ordering::Relaxed);
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+            );
+        }
+        (None, BodyEnd::Sending | BodyEnd::Failed) => {
+            route.client_errors.fetch_add(1, Ordering::Relaxed);
+            return refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time",
+            );
+        }
+        _ => {}
+    }
     let done = Instant::now();
     let second = shared.second_at(done);
     let took = done.saturating_duration_since(started);

@@ -14,6 +14,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+
+use super::client_body::ClientBody;
 use std::time::Instant;
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
@@ -40,7 +42,7 @@ impl std::fmt::Display for UpstreamError {
 const REUSE_WITHIN: Duration = Duration::from_secs(2);
 
 /// An idle upstream connection and when it was last used.
-type Idle = (SendRequest<Incoming>, Instant);
+type Idle = (SendRequest<ClientBody>, Instant);
 
 /// One idle connection per target of the route, indexed like the route's targets.
 pub(crate) struct ConnPool {
@@ -65,7 +67,7 @@ impl ConnPool {
         &self,
         index: usize,
         addr: SocketAddr,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         now: Instant,
         limit: Duration,
     ) -> Option<Result<Response<Incoming>, UpstreamError>> {
@@ -85,14 +87,14 @@ impl ConnPool {
         result
     }
 
-    fn take(&self, index: usize, now: Instant) -> Option<SendRequest<Incoming>> {
+    fn take(&self, index: usize, now: Instant) -> Option<SendRequest<ClientBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let (sender, used) = idle.get_mut(index).and_then(Option::take)?;
         (now.saturating_duration_since(used) < REUSE_WITHIN && !sender.is_closed())
             .then_some(sender)
     }
 
-    fn put(&self, index: usize, sender: SendRequest<Incoming>, now: Instant) {
+    fn put(&self, index: usize, sender: SendRequest<ClientBody>, now: Instant) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() <= index {
             idle.resize_with(index + 1, || None);
@@ -109,7 +111,7 @@ impl ConnPool {
         &self,
         index: usize,
         addr: SocketAddr,
-        mut req: Request<Incoming>,
+        mut req: Request<ClientBody>,
         now: Instant,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let mut reused = true;
@@ -146,7 +148,7 @@ impl ConnPool {
     }
 }
 
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Incoming>, UpstreamError> {
+async fn connect(addr: SocketAddr) -> Result<SendRequest<ClientBody>, UpstreamError> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(UpstreamError::Connect)?;

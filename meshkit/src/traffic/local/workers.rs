@@ -13,11 +13,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Shared;
-use super::proxy::{ConnServer, Downstream, accept_next, handle};
+use super::limit::{ConnLimit, Slot, accept_next};
+use super::proxy::{ConnServer, Downstream, handle};
+
+/// A connection handed to a worker, with its place under the gateway's cap.
+type Handed = (StdStream, Slot);
 
 /// A worker thread as the accept loop sees it.
 pub(crate) struct Worker {
-    conns: mpsc::UnboundedSender<StdStream>,
+    conns: mpsc::UnboundedSender<Handed>,
     done: oneshot::Receiver<()>,
 }
 
@@ -26,6 +30,7 @@ pub(crate) struct Worker {
 pub(crate) fn start(
     n: usize,
     shared: &Arc<Shared>,
+    limit: &Arc<ConnLimit>,
     stopped: &watch::Receiver<bool>,
 ) -> std::io::Result<Vec<Worker>> {
     (0..n.max(1))
@@ -35,11 +40,11 @@ pub(crate) fn start(
                 .build()?;
             let (conns, rx) = mpsc::unbounded_channel();
             let (done_tx, done) = oneshot::channel();
-            let (shared, stopped) = (shared.clone(), stopped.clone());
+            let (shared, limit, stopped) = (shared.clone(), limit.clone(), stopped.clone());
             std::thread::Builder::new()
                 .name(format!("meshkit-mesh-{i}"))
                 .spawn(move || {
-                    rt.block_on(run(i, rx, shared, stopped));
+                    rt.block_on(run(i, rx, shared, limit, stopped));
                     let _ = done_tx.send(());
                 })?;
             Ok(Worker { conns, done })
@@ -51,17 +56,19 @@ pub(crate) fn start(
 /// then lets in-flight requests finish (10 s at most).
 async fn run(
     worker: usize,
-    mut conns: mpsc::UnboundedReceiver<StdStream>,
+    mut conns: mpsc::UnboundedReceiver<Handed>,
     shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
+    limit: Arc<ConnLimit>,
+    stopped: watch::Receiver<bool>,
 ) {
-    let server = ConnServer::new();
+    let server = ConnServer::new(limit, stopped.clone());
+    let mut stopped = stopped;
     let stop = async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
     tokio::pin!(stop);
     loop {
-        let conn = tokio::select! {
+        let (conn, slot) = tokio::select! {
             c = conns.recv() => match c {
                 Some(c) => c,
                 None => break,
@@ -70,8 +77,9 @@ async fn run(
         };
         match TcpStream::from_std(conn) {
             Ok(stream) => {
-                let conn = Downstream::new(shared.clone(), worker);
-                server.serve(stream, move |req| handle(conn.clone(), req));
+                let peer = stream.peer_addr().ok();
+                let conn = Downstream::new(shared.clone(), worker, peer);
+                server.serve(stream, slot, move |req| handle(conn.clone(), req));
             }
             Err(e) => tracing::warn!(error = %e, "local mesh worker cannot take a connection"),
         }
@@ -84,13 +92,15 @@ async fn run(
 pub(crate) async fn accept(
     listener: TcpListener,
     workers: Vec<Worker>,
+    limit: Arc<ConnLimit>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut next = 0usize;
-    while let Some(stream) = accept_next(&listener, &mut stopped).await {
-        let Ok(mut conn) = stream.into_std() else {
+    while let Some((stream, slot)) = accept_next(&listener, &limit, &mut stopped).await {
+        let Ok(std) = stream.into_std() else {
             continue;
         };
+        let mut conn = (std, slot);
         // A worker whose thread has ended hands the connection back; try the others.
         let mut taken = false;
         for _ in 0..workers.len() {
