@@ -8,7 +8,6 @@ mod display;
 mod report;
 mod scenario;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,14 +17,30 @@ use meshkit::traffic::local::LocalMesh;
 use tokio::sync::watch;
 
 use crate::args::Args;
-use crate::display::{Screen, Status};
+use meshkit::rollout::Event;
+
+use crate::display::{Resize, Screen, Status, Target, event_line};
 use crate::report::Report;
-use crate::scenario::{ROUTE, rollout, start_service};
+use crate::scenario::{Checks, ROUTE, rollout, start_service, validate_plan};
+
+/// Why the demo could not run.
+enum Failure {
+    /// A bad argument or plan (exit 2).
+    Args(String),
+    /// Could not start (exit 1).
+    Start(Box<dyn std::error::Error>),
+}
+
+impl<E: Into<Box<dyn std::error::Error>>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Self::Start(e.into())
+    }
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(e) = args.validate() {
+    if let Err(e) = args.validate().and_then(|()| validate_plan(&args)) {
         eprintln!("meshkit-demo: {e}");
         return ExitCode::from(2);
     }
@@ -34,17 +49,20 @@ async fn main() -> ExitCode {
     }
     match run(args).await {
         Ok(code) => ExitCode::from(code),
-        Err(e) => {
+        Err(Failure::Args(e)) => {
+            eprintln!("meshkit-demo: {e}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Start(e)) => {
             eprintln!("meshkit-demo: {e}");
             ExitCode::from(1)
         }
     }
 }
 
-async fn run(args: Args) -> Result<u8, Box<dyn std::error::Error>> {
-    let green_fail = if args.broken { args.fail_rate } else { 0.0 };
-    let blue = start_service("blue", "1", 0.0).await?;
-    let green = start_service("green", "2", green_fail).await?;
+async fn run(args: Args) -> Result<u8, Failure> {
+    let blue = start_service("blue", "1", 0.0, 0.0).await?;
+    let green = start_service("green", "2", args.user_fail_rate(), args.health_fail_rate()).await?;
     let mesh = LocalMesh::builder()
         .route(
             ROUTE,
@@ -53,18 +71,37 @@ async fn run(args: Args) -> Result<u8, Box<dyn std::error::Error>> {
         )
         .start()
         .await?;
-    let rollout = rollout(&args, &mesh, green.addr).map_err(|e| format!("invalid rollout: {e}"))?;
-    let mut screen = Screen::new(std::io::stdout().is_terminal() && !args.json);
+    let checks = Checks::new(&args, green.addr);
+    let rollout = rollout(&args, &mesh, &checks)
+        .map_err(|e| Failure::Args(format!("invalid rollout: {e}")))?;
+    // With --json, stdout carries only the summary.
+    let mut screen = Screen::new(if args.json {
+        Target::Stderr
+    } else {
+        Target::Stdout
+    });
     let url = format!("http://{}/split", mesh.gateway_addr());
+    screen.line(&format!("blue v1 on http://{}/", blue.addr));
     screen.line(&format!(
-        "blue v1 on {}, green v2 on {}{}; mesh gateway {url}, metrics http://{}/metrics",
-        blue.addr,
+        "green v2 on http://{}/{}",
         green.addr,
         if args.broken {
-            format!(" (broken: {:.0}% of requests fail)", green_fail * 100.0)
+            format!(
+                " (broken: {:.0}% of user requests fail; its health endpoint says ok)",
+                args.fail_rate * 100.0
+            )
+        } else if args.broken_probe {
+            format!(
+                " (broken: its health endpoint fails, and {:.0}% of user requests)",
+                args.fail_rate * 100.0
+            )
         } else {
             String::new()
         },
+    ));
+    screen.line(&format!("mesh gateway {url}"));
+    screen.line(&format!(
+        "mesh metrics http://{}/metrics",
         mesh.admin_addr()
     ));
     screen.line(&format!(
@@ -73,6 +110,10 @@ async fn run(args: Args) -> Result<u8, Box<dyn std::error::Error>> {
         rollout.plan().len(),
         args.rate
     ));
+    screen.line(&checks.policy());
+    for c in checks.describe() {
+        screen.line(&format!("  {c}"));
+    }
 
     // Traffic: the traffic client, quiet, until told to stop.
     let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -101,18 +142,26 @@ async fn run(args: Args) -> Result<u8, Box<dyn std::error::Error>> {
     let task = tokio::spawn(rollout.run());
     let mut status = Status::default();
     let mut refresh = tokio::time::interval(screen.refresh());
+    let mut resize = Resize::new();
     loop {
         tokio::select! {
             e = events.recv_timed() => match e {
                 Some((at, event)) => {
                     status.update(at, &event);
-                    if !matches!(event, meshkit::rollout::Event::Verdict { verdict: meshkit::health::Verdict::Healthy, .. }) {
-                        screen.line(&format!("[{:6.1}s] {event}", at.as_secs_f64()));
+                    if let Some(text) = event_line(&event) {
+                        screen.line(&format!("[{:6.1}s] {text}", at.as_secs_f64()));
+                    }
+                    if let (Event::RollbackStarted { .. }, Some(why)) = (&event, &status.why) {
+                        screen.line(&format!("[{:6.1}s] {why}", at.as_secs_f64()));
                     }
                 }
                 None => break,
             },
-            _ = refresh.tick() => screen.status(&status.line(started.elapsed(), &metrics)),
+            _ = refresh.tick() => screen.status(&status.rows(started.elapsed(), &metrics)),
+            () = resize.next() => {
+                screen.resized();
+                screen.status(&status.rows(started.elapsed(), &metrics));
+            }
         }
     }
     let result = task.await?;
@@ -127,14 +176,20 @@ async fn run(args: Args) -> Result<u8, Box<dyn std::error::Error>> {
     let after = mesh.totals(ROUTE).unwrap_or_default();
     let _ = stop_tx.send(true);
     let summary = traffic.await?.map_err(|e| format!("traffic: {e}"))?;
-    let report = Report::new(&result, &summary, &status, &before, &after);
+    let report = Report::new(
+        &result,
+        &summary,
+        &status,
+        &before,
+        &after,
+        checks.describe(),
+    );
     screen.line(&format!("final tally: {}", summary.report()));
+    for l in report.lines() {
+        screen.line(&l);
+    }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
-    } else {
-        for l in report.lines() {
-            screen.line(&l);
-        }
     }
     mesh.shutdown().await;
     Ok(report.exit_code())

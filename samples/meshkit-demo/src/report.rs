@@ -7,7 +7,7 @@ use meshkit::{Outcome, RolloutError};
 use serde::Serialize;
 use traffic_client::Summary;
 
-use crate::display::Status;
+use crate::display::{StageVerdicts, Status};
 
 /// What the run ended with and what it measured.
 #[derive(Debug, Serialize)]
@@ -22,12 +22,19 @@ pub struct Report {
     pub failed: u64,
     /// `failed / requests`, in percent.
     pub failed_percent: f64,
-    /// First unhealthy check to the rollback read back, in milliseconds.
+    /// First unhealthy check to the rollback read back, in milliseconds (only when
+    /// green had traffic to take back).
     pub rollback_ms: Option<f64>,
     /// Where traffic went after the rollout ended, in percent per target.
     pub final_split: BTreeMap<String, f64>,
     /// The original client's tally.
     pub tally: String,
+    /// Why the split went back to blue (rollbacks only).
+    pub why: Option<String>,
+    /// The checks that ran, with their thresholds.
+    pub checks: Vec<String>,
+    /// The verdicts per stage, healthy ones included.
+    pub verdicts: Vec<StageVerdicts>,
 }
 
 impl Report {
@@ -38,6 +45,7 @@ impl Report {
         status: &Status,
         before: &[(String, TargetTotals)],
         after: &[(String, TargetTotals)],
+        checks: Vec<String>,
     ) -> Self {
         let (outcome, detail) = match result {
             Ok(o @ Outcome::Promoted { .. }) => ("promoted", o.to_string()),
@@ -56,7 +64,9 @@ impl Report {
             .collect();
         let tail_total = tail.iter().map(|(_, n)| n).sum::<u64>().max(1) as f64;
         let rollback_ms = match (status.first_failure, status.rolled_back_at) {
-            (Some(f), Some(r)) if r >= f => Some((r - f).as_secs_f64() * 1000.0),
+            (Some(f), Some(r)) if r >= f && status.green_max > 0 => {
+                Some((r - f).as_secs_f64() * 1000.0)
+            }
             _ => None,
         };
         Self {
@@ -75,6 +85,9 @@ impl Report {
                 .map(|(n, c)| (n, c as f64 * 100.0 / tail_total))
                 .collect(),
             tally: summary.report(),
+            why: status.why.clone(),
+            checks,
+            verdicts: status.verdicts.values().cloned().collect(),
         }
     }
 
@@ -97,6 +110,21 @@ impl Report {
             ),
             format!("traffic after the end: {}", split.join(", ")),
         ];
+        for v in &self.verdicts {
+            let mut counts = format!("{} healthy", v.healthy);
+            for (n, what) in [(v.unhealthy, "unhealthy"), (v.inconclusive, "inconclusive")] {
+                if n > 0 {
+                    counts.push_str(&format!(", {n} {what}"));
+                }
+            }
+            out.push(format!(
+                "checks at stage {} ({}): {counts}",
+                v.stage, v.name
+            ));
+        }
+        if let Some(why) = &self.why {
+            out.push(format!("why: {why}"));
+        }
         if let Some(ms) = self.rollback_ms {
             out.push(format!(
                 "rollback: all traffic back on blue {ms:.0} ms after the first failed check"

@@ -177,7 +177,10 @@ impl Checks {
 
     /// One line per check, with its threshold.
     pub fn describe(&self) -> Vec<String> {
-        let window = format!("last {:?}, at least {} requests", self.window, self.min_requests);
+        let window = format!(
+            "last {:?}, at least {} requests",
+            self.window, self.min_requests
+        );
         vec![
             format!(
                 "probe green: GET {}, {} requests, >= {:.0}% answer 2xx within {} ms",
