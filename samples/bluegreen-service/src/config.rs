@@ -18,6 +18,10 @@ pub struct Config {
     pub downstream_allow: Vec<String>,
     /// `DOWNSTREAM_TIMEOUT_MS` (default 3000).
     pub downstream_timeout: Duration,
+    /// `DOWNSTREAM_CONCURRENCY` (default 16, at least 1): `/downstream/` calls in
+    /// flight at once; more are answered 503 at once. Each holds at most one 1 MiB
+    /// answer (and its copy in the response), so this bounds their memory.
+    pub downstream_concurrency: usize,
     /// `FAIL_RATE` 0.0-1.0 (default 0): that share of requests answers 500.
     pub fail_rate: f64,
     /// `EXTRA_LATENCY_MS` (default 0): added to every request.
@@ -32,6 +36,7 @@ impl Default for Config {
             version: "unknown".into(),
             downstream_allow: Vec::new(),
             downstream_timeout: Duration::from_millis(3000),
+            downstream_concurrency: 16,
             fail_rate: 0.0,
             extra_latency: Duration::ZERO,
         }
@@ -60,6 +65,13 @@ impl Config {
                 3000,
                 "milliseconds",
             )?),
+            downstream_concurrency: env::parse::<usize>(
+                get,
+                "DOWNSTREAM_CONCURRENCY",
+                16,
+                "a number of calls",
+            )?
+            .max(1),
             fail_rate,
             extra_latency: Duration::from_millis(env::parse(
                 get,

@@ -586,3 +586,59 @@ fn json_with_a_bom_and_an_upper_case_extension_are_read_as_json() {
         assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out));
     }
 }
+
+/// The local mesh under a 256-descriptor limit, run as a user runs it: 370 idle
+/// connections to its gateway do not stop a request from being answered promptly.
+#[test]
+fn the_local_gateway_keeps_answering_past_its_descriptor_limit() {
+    let dir = temp_dir("fd-limit");
+    let (blue, green) = (ok_server(), ok_server());
+    let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = gateway.local_addr().unwrap();
+    drop(gateway);
+    let spec = spec_file(
+        &dir,
+        "local.json",
+        &format!(
+            r#"{{"route": {{"backend": "local", "listen": "{listen}", "stable": "blue",
+                "stable_addr": "{blue}", "new": "green", "new_addr": "{green}"}},
+               "strategy": {{"kind": "canary", "steps": [50, 100], "bake": "30s"}},
+               "checks": [{{"kind": "http", "url": "http://{green}/"}}]}}"#
+        ),
+    );
+    let mut run = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 256 && exec {} run {}",
+            env!("CARGO_BIN_EXE_meshkit"),
+            spec.display()
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(run.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("local mesh gateway on") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no gateway");
+    }
+    use std::io::{Read, Write};
+    let idle: Vec<std::net::TcpStream> = (0..370)
+        .map(|_| std::net::TcpStream::connect(listen).unwrap())
+        .collect();
+    let started = Instant::now();
+    let mut s = std::net::TcpStream::connect(listen).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let took = started.elapsed();
+    drop(idle);
+    let _ = run.kill();
+    let _ = run.wait();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+}

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod env;
+mod limit;
 pub mod server;
 pub mod xray;
 

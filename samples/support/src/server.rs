@@ -3,6 +3,8 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,8 +14,9 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+
+use crate::limit::ConnLimit;
 
 /// The response type every sample handler returns.
 pub type Resp = Response<Full<Bytes>>;
@@ -29,6 +32,11 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// How long in-flight requests may take to finish after shutdown starts. Default: 10 s.
     pub shutdown_grace: Duration,
+    /// The most connections open at once. Default: 1024, lowered at start to what the
+    /// process's open-file limit can hold. At the cap the oldest connections make room
+    /// (one that never sent a request is closed; a keep-alive one closes after its
+    /// response), so the server keeps answering.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -38,6 +46,7 @@ impl Default for Limits {
             max_body_bytes: 64 * 1024,
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            max_connections: 1024,
         }
     }
 }
@@ -83,25 +92,23 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192));
-    let graceful = GracefulShutdown::new();
+    let limit = ConnLimit::new(limits.max_connections);
+    tracing::debug!(cap = limit.max(), "connection cap");
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like: log, back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (stream, slot) = tokio::select! {
+            accepted = limit.accept(&listener) => accepted,
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let max_body = limits.max_body_bytes;
+        // Whether the connection has sent a request yet: hyper's graceful shutdown
+        // waits for a first request, so one that never sent any is simply closed.
+        let started = Arc::new(AtomicBool::new(false));
+        let seen = started.clone();
         let svc = service_fn(move |req: Request<Incoming>| {
+            seen.store(true, Ordering::Relaxed);
             let handler = handler.clone();
             async move {
                 if declared_length(&req).is_some_and(|n| n > max_body) {
@@ -113,17 +120,39 @@ where
                 Ok(handler(req).await)
             }
         });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+        let mut stop = stop.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            tokio::pin!(conn);
+            let mut closing = false;
+            let result = loop {
+                tokio::select! {
+                    r = conn.as_mut() => break r,
+                    () = slot.close.notified(), if !closing => {
+                        if !started.load(Ordering::Relaxed) {
+                            break Ok(());
+                        }
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    _ = stop.wait_for(|s| *s), if !closing => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            };
+            drop(slot);
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
     }
     drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections finished"),
-        () = tokio::time::sleep(limits.shutdown_grace) => tracing::warn!("shutdown grace period over; closing remaining connections"),
+    let _ = stop_tx.send(true);
+    if limit.drained(limits.shutdown_grace).await {
+        tracing::info!("all connections finished");
+    } else {
+        tracing::warn!("shutdown grace period over; closing remaining connections");
     }
     Ok(())
 }
