@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 say() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests use, as "command:package".
-APT_NEEDS=(prometheus:prometheus wrk:wrk)
+APT_NEEDS=(prometheus:prometheus wrk:wrk tmux:tmux)
 # The AWS emulator the AWS adapter tests start (see meshkit-testing's MotoServer).
 MOTO_REQ='moto[server]>=5.1,<6'
 
@@ -22,7 +22,7 @@ apt_install() {
   local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   if [ $apt_updated = 0 ]; then $sudo apt-get update -qq; apt_updated=1; fi
   say "installing Debian package $pkg"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null
 }
 
 need_apt() {
