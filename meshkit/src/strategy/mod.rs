@@ -197,41 +197,31 @@ pub trait Strategy: Send + Sync + fmt::Debug {
     }
 }
 
-impl<S: Strategy + ?Sized> Strategy for Box<S> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn stages(&self) -> Vec<Stage> {
-        (**self).stages()
-    }
-    fn validate(&self) -> Result<(), ConfigError> {
-        (**self).validate()
-    }
-    fn decide(&self, at: Position, input: &Input) -> Decision {
-        (**self).decide(at, input)
-    }
-    fn resume(&self, new_percent: u8, adopt: bool) -> Option<Decision> {
-        (**self).resume(new_percent, adopt)
-    }
+/// `Strategy` for smart pointers to a strategy, as for `HealthCheck`.
+macro_rules! forward_strategy {
+    ($($ptr:ident)::+) => {
+        impl<S: Strategy + ?Sized> Strategy for $($ptr)::+<S> {
+            fn name(&self) -> &str {
+                (**self).name()
+            }
+            fn stages(&self) -> Vec<Stage> {
+                (**self).stages()
+            }
+            fn validate(&self) -> Result<(), ConfigError> {
+                (**self).validate()
+            }
+            fn decide(&self, at: Position, input: &Input) -> Decision {
+                (**self).decide(at, input)
+            }
+            fn resume(&self, new_percent: u8, adopt: bool) -> Option<Decision> {
+                (**self).resume(new_percent, adopt)
+            }
+        }
+    };
 }
 
-impl<S: Strategy + ?Sized> Strategy for std::sync::Arc<S> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn stages(&self) -> Vec<Stage> {
-        (**self).stages()
-    }
-    fn validate(&self) -> Result<(), ConfigError> {
-        (**self).validate()
-    }
-    fn decide(&self, at: Position, input: &Input) -> Decision {
-        (**self).decide(at, input)
-    }
-    fn resume(&self, new_percent: u8, adopt: bool) -> Option<Decision> {
-        (**self).resume(new_percent, adopt)
-    }
-}
+forward_strategy!(Box);
+forward_strategy!(std::sync::Arc);
 
 /// The rules every plan must follow: at least one [`Stage::Shift`]; shift percentages
 /// from 1 to 100 and strictly increasing; the last shift at 100; [`Stage::Provision`]

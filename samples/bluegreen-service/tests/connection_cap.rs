@@ -2,37 +2,18 @@
 //! spawned as a user runs it: 370 idle connections do not stop a normal request from
 //! being answered promptly, and the log does not fill with failed accepts.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[test]
 fn idle_connections_beyond_the_descriptor_limit_do_not_block_a_request() {
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -n 256 && exec {}",
-            env!("CARGO_BIN_EXE_bluegreen-service")
-        ))
-        .env("SERVICE_PORT", "0")
-        .env("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sh");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
-
+    let (child, port) = common::spawn_service(
+        "ulimit -n 256 &&",
+        &[("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000")],
+    );
     let idle: Vec<TcpStream> = (0..370)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
         .collect();
@@ -45,15 +26,7 @@ fn idle_connections_beyond_the_descriptor_limit_do_not_block_a_request() {
     let _ = s.read_to_string(&mut answer);
     let took = started.elapsed();
     drop(idle);
-    child.kill().unwrap();
-    let _ = child.wait();
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    let log = common::stop(child);
 
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}\n{log}");
     assert!(took < Duration::from_secs(2), "answered after {took:?}");

@@ -2,9 +2,10 @@
 //! the real binary: memory stays bounded (the issue measured 147 MB peak before), and
 //! calls beyond `DOWNSTREAM_CONCURRENCY` get a clear 503 at once.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -57,20 +58,15 @@ fn peak_kib(pid: u32) -> u64 {
 #[test]
 fn a_hundred_1mib_answers_at_once_stay_within_tens_of_mb() {
     let downstream = big_downstream();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bluegreen-service"))
-        .env("SERVICE_PORT", "0")
-        .env("DOWNSTREAM_ALLOW", downstream.to_string())
-        .env("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    let allow = downstream.to_string();
+    let (child, port) = common::spawn_service(
+        "",
+        &[
+            ("DOWNSTREAM_ALLOW", allow.as_str()),
+            ("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000"),
+            ("RUST_LOG", "warn"),
+        ],
+    );
     let before = peak_kib(child.id());
 
     let start = Arc::new(Barrier::new(100));
@@ -97,8 +93,7 @@ fn a_hundred_1mib_answers_at_once_stay_within_tens_of_mb() {
     let answers: Vec<(String, usize, bool)> =
         calls.into_iter().map(|c| c.join().unwrap()).collect();
     let peak = peak_kib(child.id());
-    child.kill().unwrap();
-    let _ = child.wait();
+    common::stop(child);
 
     let ok = answers
         .iter()

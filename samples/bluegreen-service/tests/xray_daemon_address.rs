@@ -2,35 +2,15 @@
 //! binary's log: a host that does not resolve is reported as such, a malformed value
 //! as malformed, and a good one not at all. The service starts either way.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+mod common;
 
 /// The service's log up to the moment it listens, for `value`.
 fn log_at_start(value: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bluegreen-service"))
-        .env("SERVICE_PORT", "0")
-        .env("AWS_XRAY_DAEMON_ADDRESS", value)
-        .env("RUST_LOG", "warn")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("running on port"), "{value}: {line}");
-    child.kill().unwrap();
-    let _ = child.wait();
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    log
+    let (child, _) = common::spawn_service(
+        "",
+        &[("AWS_XRAY_DAEMON_ADDRESS", value), ("RUST_LOG", "warn")],
+    );
+    common::stop(child)
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -319,19 +320,32 @@ fn ok_server() -> std::net::SocketAddr {
     addr
 }
 
-#[test]
-fn run_on_the_local_backend_promotes() {
-    let dir = temp_dir("local");
-    let (blue, green) = (ok_server(), ok_server());
+/// A free gateway address and two upstreams answering 200.
+fn local_addrs() -> (SocketAddr, SocketAddr, SocketAddr) {
     let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let listen = gateway.local_addr().unwrap();
     drop(gateway);
+    (listen, ok_server(), ok_server())
+}
+
+/// The `route` table of a local spec from blue to green.
+fn local_route(listen: SocketAddr, blue: SocketAddr, green: SocketAddr) -> String {
+    format!(
+        r#"{{"backend": "local", "listen": "{listen}", "stable": "blue",
+            "stable_addr": "{blue}", "new": "green", "new_addr": "{green}"}}"#
+    )
+}
+
+#[test]
+fn run_on_the_local_backend_promotes() {
+    let dir = temp_dir("local");
+    let (listen, blue, green) = local_addrs();
+    let route = local_route(listen, blue, green);
     let spec = spec_file(
         &dir,
         "local.json",
         &format!(
-            r#"{{"route": {{"backend": "local", "listen": "{listen}", "stable": "blue",
-                "stable_addr": "{blue}", "new": "green", "new_addr": "{green}"}},
+            r#"{{"route": {route},
                "strategy": {{"kind": "linear", "step": 50, "wait": "1s"}},
                "checks": [{{"kind": "http", "url": "http://{green}/", "requests": 3}},
                           {{"kind": "success-rate", "min": 0.99, "window": "2s", "min_requests": 3}},
@@ -592,16 +606,13 @@ fn json_with_a_bom_and_an_upper_case_extension_are_read_as_json() {
 #[test]
 fn the_local_gateway_keeps_answering_past_its_descriptor_limit() {
     let dir = temp_dir("fd-limit");
-    let (blue, green) = (ok_server(), ok_server());
-    let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let listen = gateway.local_addr().unwrap();
-    drop(gateway);
+    let (listen, blue, green) = local_addrs();
+    let route = local_route(listen, blue, green);
     let spec = spec_file(
         &dir,
         "local.json",
         &format!(
-            r#"{{"route": {{"backend": "local", "listen": "{listen}", "stable": "blue",
-                "stable_addr": "{blue}", "new": "green", "new_addr": "{green}"}},
+            r#"{{"route": {route},
                "strategy": {{"kind": "canary", "steps": [50, 100], "bake": "30s"}},
                "checks": [{{"kind": "http", "url": "http://{green}/"}}]}}"#
         ),
