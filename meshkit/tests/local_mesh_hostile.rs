@@ -216,3 +216,57 @@ async fn at_the_connection_cap_idle_connections_make_room_and_requests_are_answe
     );
     drop(idle);
 }
+
+/// v1 → v2 → v3 back to back on the local mesh: each promotion takes the old version
+/// off the route, and the next rollout starts from there.
+#[tokio::test]
+async fn back_to_back_rollouts_on_the_local_mesh() {
+    use meshkit::Rollout;
+    use meshkit::health::{Verdict, from_fn};
+    use meshkit::strategy::Canary;
+    let up = echo_upstream().await;
+    let mesh = LocalMesh::builder()
+        .route("split", "/", [("v1", up), ("v2", up), ("v3", up)])
+        .start()
+        .await
+        .unwrap();
+    for (from, to) in [("v1", "v2"), ("v2", "v3")] {
+        let outcome = Rollout::builder()
+            .router(mesh.router())
+            .route("split")
+            .from(from)
+            .to(to)
+            .strategy(Canary::steps([50, 100]).bake(Duration::from_millis(40)))
+            .check(from_fn("ok", |_| async { Verdict::Healthy }))
+            .check_interval(Duration::from_millis(20))
+            .check_timeout(Duration::from_millis(20))
+            .build()
+            .unwrap()
+            .run()
+            .await
+            .unwrap_or_else(|e| panic!("{from}->{to}: {e}"));
+        assert!(outcome.is_promoted(), "{from}->{to}: {outcome}");
+        // The old version is off the route; a version not yet rolled out stays at 0.
+        let w = outcome.weights();
+        assert!(
+            w.is_all_on(to) && w.get(from).is_none(),
+            "{from}->{to}: {w}"
+        );
+    }
+    let r = exchange(
+        mesh.gateway_addr(),
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status(&r), "200", "{r}");
+    let routes = mesh.prometheus_text();
+    assert!(
+        routes.contains("meshkit_route_weight{route=\"split\",target=\"v3\"} 100"),
+        "{routes}"
+    );
+    assert!(
+        routes.contains("meshkit_route_weight{route=\"split\",target=\"v1\"} 0"),
+        "{routes}"
+    );
+}
