@@ -107,18 +107,15 @@ impl Status {
             } else {
                 format!("green was stopped before any traffic ({reason}); no traffic was shifted")
             }
-        } else if probe {
-            format!(
-                "green failed its probe after taking up to {now}% of the traffic ({reason}); \
-                 the split swings back to blue"
-            )
-        } else if matches!(reason, RollbackReason::Unhealthy(_)) {
-            format!(
-                "green passed its probe but failed its users with up to {now}% of the \
-                 traffic ({reason}); the split swings back to blue"
-            )
         } else {
-            format!("{reason} with up to {now}% of the traffic on green; back to blue")
+            let what = match reason {
+                RollbackReason::Unhealthy(r) if probe => format!("green failed its probe: {r}"),
+                RollbackReason::Unhealthy(r) => {
+                    format!("green passed its probe but failed its users: {r}")
+                }
+                other => format!("green was stopped: {other}"),
+            };
+            format!("{what}; with {now}% of the traffic on green, the split swings back to blue")
         }
     }
 

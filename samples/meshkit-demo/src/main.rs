@@ -21,7 +21,7 @@ use meshkit::rollout::Event;
 
 use crate::display::{Resize, Screen, Status, Target, event_line};
 use crate::report::Report;
-use crate::scenario::{Checks, ROUTE, rollout, start_service, validate_plan};
+use crate::scenario::{Checks, HEALTH_PATH, ROUTE, rollout, start_service, validate_plan};
 
 /// Why the demo could not run.
 enum Failure {
@@ -87,12 +87,12 @@ async fn run(args: Args) -> Result<u8, Failure> {
         green.addr,
         if args.broken {
             format!(
-                " (broken: {:.0}% of user requests fail; its health endpoint says ok)",
+                " (broken: {:.0}% of user requests fail; {HEALTH_PATH} ok)",
                 args.fail_rate * 100.0
             )
         } else if args.broken_probe {
             format!(
-                " (broken: its health endpoint fails, and {:.0}% of user requests)",
+                " (broken: {HEALTH_PATH} fails, and {:.0}% of user requests)",
                 args.fail_rate * 100.0
             )
         } else {
@@ -110,9 +110,8 @@ async fn run(args: Args) -> Result<u8, Failure> {
         rollout.plan().len(),
         args.rate
     ));
-    screen.line(&checks.policy());
-    for c in checks.describe() {
-        screen.line(&format!("  {c}"));
+    for l in checks.intro() {
+        screen.line(&l);
     }
 
     // Traffic: the traffic client, quiet, until told to stop.

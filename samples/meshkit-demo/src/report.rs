@@ -87,7 +87,12 @@ impl Report {
             tally: summary.report(),
             why: status.why.clone(),
             checks,
-            verdicts: status.verdicts.values().cloned().collect(),
+            verdicts: status
+                .verdicts
+                .values()
+                .filter(|v| v.healthy + v.unhealthy + v.inconclusive > 0)
+                .cloned()
+                .collect(),
         }
     }
 

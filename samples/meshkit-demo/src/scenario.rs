@@ -166,38 +166,43 @@ impl Checks {
         }
     }
 
-    /// When and how the checks run, in words.
-    pub fn policy(&self) -> String {
-        format!(
-            "checks on green every {:?} and before each shift; all must pass. \
-             {} unhealthy round rolls back, so do {} inconclusive rounds in a row:",
-            self.interval, self.failure_threshold, self.inconclusive_after
-        )
+    /// What the person watching is told at the start: the checks, their thresholds,
+    /// and what rolls back.
+    pub fn intro(&self) -> Vec<String> {
+        let mut out = vec![format!(
+            "checks on green, every {:?} and before each shift; all must pass:",
+            self.interval
+        )];
+        out.extend(self.describe().into_iter().map(|c| format!("  {c}")));
+        out.push(format!(
+            "  (the last two count once green has traffic, over >= {} requests)",
+            self.min_requests
+        ));
+        out.push(format!(
+            "  rollback after {} unhealthy round(s) or {} inconclusive in a row",
+            self.failure_threshold, self.inconclusive_after
+        ));
+        out
     }
 
     /// One line per check, with its threshold.
     pub fn describe(&self) -> Vec<String> {
-        let window = format!(
-            "last {:?}, at least {} requests",
-            self.window, self.min_requests
-        );
         vec![
             format!(
-                "probe green: GET {}, {} requests, >= {:.0}% answer 2xx within {} ms",
-                self.probe_url,
+                "probe green: GET {HEALTH_PATH}, {} tries, >= {:.0}% 2xx within {} ms",
                 self.probe_requests,
                 self.probe_min * 100.0,
                 self.probe_timeout.as_millis()
             ),
             format!(
-                "success rate: >= {:.0}% of green's user requests succeed (mesh, {window}; \
-                 once green has traffic)",
-                self.success_min * 100.0
+                "success rate: >= {:.0}% of green's user requests (mesh, last {:?})",
+                self.success_min * 100.0,
+                self.window
             ),
             format!(
-                "p99 latency: <= {} ms for green's user requests (mesh, {window}; once green \
-                 has traffic)",
-                self.p99_max.as_millis()
+                "p99 latency: <= {} ms on green's user requests (mesh, last {:?})",
+                self.p99_max.as_millis(),
+                self.window
             ),
         ]
     }

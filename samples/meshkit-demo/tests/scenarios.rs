@@ -170,11 +170,7 @@ fn broken_green_takes_real_traffic_then_swings_back() {
     );
     assert!(
         s["failed"].as_u64().unwrap() > 0,
-        "users saw green fail: {s}\n{progress}"
-    );
-    assert!(
-        s["tally"].as_str().unwrap().contains("green:2="),
-        "green answered some user requests: {s}"
+        "user requests reached green and failed (blue never fails): {s}\n{progress}"
     );
     assert_eq!(split(&s, "blue"), 100.0, "all traffic back on blue: {s}");
     let why = s["why"].as_str().unwrap_or_default();
@@ -253,22 +249,23 @@ fn json_stdout_is_only_the_summary_and_checks_are_stated() {
 
 /// Item 9: in an 80-column terminal the live view stays in place: no stale status rows
 /// are left behind (read back from the screen of a real pseudo-terminal via tmux).
+/// Rows of the live view are the ones with ` | ` separators; no permanent line has one.
 #[test]
 fn live_view_fits_an_80_column_terminal() {
+    let is_live = |row: &str| row.contains(" | ");
     let tmux = Tmux::start(&[env!("CARGO_BIN_EXE_meshkit-demo"), "--fast"]);
-    // The live view is drawn while the rollout runs.
-    let live = tmux.wait_for("the live view", |screen| screen.contains("observed"));
-    assert!(
-        live.lines().all(|l| l.chars().count() <= 80),
-        "80 columns:\n{live}"
-    );
+    // The live view is drawn while the rollout runs, in at most a few rows.
+    let live = tmux.wait_for("the live view once green has traffic", |screen| {
+        screen.lines().any(|r| is_live(r) && r.contains("green=10"))
+    });
+    let rows = live.lines().filter(|r| is_live(r)).count();
+    assert!(rows <= 2, "{rows} live-view rows on screen:\n{live}");
     let done = tmux.wait_for("the demo to exit", |screen| screen.contains("[exit "));
     assert!(done.contains("[exit 0]"), "promoted:\n{done}");
-    let stale: Vec<&str> = done.lines().filter(|l| l.contains("observed")).collect();
-    assert!(
-        stale.is_empty(),
-        "{} stale live-view rows left on an 80-column screen:\n{done}",
-        stale.len()
+    let stale = done.lines().filter(|r| is_live(r)).count();
+    assert_eq!(
+        stale, 0,
+        "{stale} stale live-view rows left on an 80-column screen:\n{done}"
     );
     for expected in ["started canary rollout", "stage 3", "outcome: promoted"] {
         assert!(done.contains(expected), "'{expected}' on screen:\n{done}");
@@ -304,6 +301,7 @@ impl Tmux {
             ])
             .arg(shell)
             .env_remove("COLUMNS")
+            .env_remove("TMUX")
             .env_remove("RUST_LOG")
             .status()
             .unwrap_or_else(|e| {
