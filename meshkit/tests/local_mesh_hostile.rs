@@ -270,3 +270,55 @@ async fn back_to_back_rollouts_on_the_local_mesh() {
         "{routes}"
     );
 }
+
+/// A target that stops reading a large upload is the target's failure (504, counted
+/// against it), not the client's: the client sent everything it was asked for.
+#[tokio::test]
+async fn a_target_that_stops_reading_an_upload_is_the_targets_failure() {
+    // Reads the request head, then neither reads the body nor answers.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stuck = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut head = [0u8; 1024];
+                let _ = s.read(&mut head).await;
+                std::future::pending::<()>().await;
+            });
+        }
+    });
+    let mesh = mesh(stuck, Duration::from_secs(1)).await;
+    let gw = mesh.gateway_addr();
+    let len = 64 * 1024 * 1024;
+    let mut s = TcpStream::connect(gw).await.unwrap();
+    let head = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    // The client keeps sending (it blocks once the buffers on the way are full).
+    let upload = tokio::spawn(async move {
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..len / chunk.len() {
+            if wr.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    // The answer's head, once it comes (the connection stays open meanwhile).
+    let mut answer = Vec::new();
+    let head = async {
+        let mut buf = [0u8; 1024];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), head).await;
+    upload.abort();
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status(&answer), "504", "{answer}");
+    assert_eq!(mesh.client_errors("split"), Some(0));
+    let green = &mesh.totals("split").unwrap()[0].1;
+    assert_eq!(green.upstream_errors, 1, "{green:?}");
+}

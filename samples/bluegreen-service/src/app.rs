@@ -185,8 +185,13 @@ impl App {
         // Like the original, the body must be JSON whatever the status. It is checked
         // without building a tree (a 1 MiB answer parsed into values took ~15x its
         // size) and passed on as it came.
-        let checked = serde_json::from_slice::<serde::de::IgnoredAny>(&body)
-            .map(|_| String::from_utf8_lossy(&body));
+        let checked = std::str::from_utf8(&body)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                serde_json::from_str::<serde::de::IgnoredAny>(text)
+                    .map(|_| text)
+                    .map_err(|e| e.to_string())
+            });
         match checked {
             Ok(raw) => json(
                 StatusCode::OK,

@@ -51,7 +51,10 @@ fn a_hostile_client_cannot_roll_back_a_healthy_green() {
     let mut line = String::new();
     while gateway.is_none() || metrics.is_none() {
         line.clear();
-        assert!(progress.read_line(&mut line).unwrap() > 0, "no addresses printed");
+        assert!(
+            progress.read_line(&mut line).unwrap() > 0,
+            "no addresses printed"
+        );
         if let Some(url) = line.trim().strip_prefix("mesh gateway ") {
             gateway = Some(authority(url));
         }
@@ -68,8 +71,12 @@ fn a_hostile_client_cannot_roll_back_a_healthy_green() {
     let refused = Arc::new(AtomicU64::new(0));
     let last_count = Arc::new(AtomicU64::new(0));
     let hostile = {
-        let (done, sent, refused, last_count) =
-            (done.clone(), sent.clone(), refused.clone(), last_count.clone());
+        let (done, sent, refused, last_count) = (
+            done.clone(),
+            sent.clone(),
+            refused.clone(),
+            last_count.clone(),
+        );
         std::thread::spawn(move || {
             // Ten a second (the reproduction sent one), bounded by the run.
             for _ in 0..600 {
@@ -94,7 +101,11 @@ fn a_hostile_client_cannot_roll_back_a_healthy_green() {
         })
     };
     let mut stdout = String::new();
-    demo.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    demo.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
     let code = demo.wait().unwrap().code();
     done.store(true, Ordering::SeqCst);
     hostile.join().unwrap();
@@ -112,7 +123,13 @@ fn a_hostile_client_cannot_roll_back_a_healthy_green() {
     );
     assert_eq!(code, Some(0), "{summary}");
     assert_eq!(summary["outcome"], "promoted", "{summary}");
-    assert!(sent >= 20, "the hostile client ran during the rollout: {sent}");
+    assert!(
+        sent >= 20,
+        "the hostile client ran during the rollout: {sent}"
+    );
     assert_eq!(refused, sent, "every broken request is the client's 400");
-    assert!(counted >= sent - 1, "counted as client errors: {counted} of {sent}");
+    assert!(
+        counted >= sent - 1,
+        "counted as client errors: {counted} of {sent}"
+    );
 }

@@ -5,6 +5,7 @@
 //! line instead of spinning. The same policy as the meshkit local mesh's gateway.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -16,13 +17,24 @@ use tokio::time::Instant;
 pub(crate) struct ConnLimit {
     permits: Arc<Semaphore>,
     max: usize,
-    open: Mutex<VecDeque<Weak<Notify>>>,
+    open: Mutex<VecDeque<Weak<Conn>>>,
 }
 
-/// An accepted connection's place under the cap; `close` asks it to make room.
+/// What the limit knows of one open connection, shared with the task serving it.
+#[derive(Debug, Default)]
+pub(crate) struct Conn {
+    /// Notified when the connection should close to make room.
+    pub(crate) close: Notify,
+    /// It has sent a request.
+    pub(crate) started: AtomicBool,
+    /// A request of it is being answered: not asked to close.
+    pub(crate) busy: AtomicBool,
+}
+
+/// An accepted connection's place under the cap, given back when dropped.
 pub(crate) struct Slot {
     pub(crate) _permit: OwnedSemaphorePermit,
-    pub(crate) close: Arc<Notify>,
+    pub(crate) conn: Arc<Conn>,
 }
 
 impl ConnLimit {
@@ -46,54 +58,37 @@ impl ConnLimit {
         self.max
     }
 
+    /// Asks up to 32 of the oldest idle connections to close; busy ones are left alone.
     fn evict(&self) {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let mut asked = 0;
+        let mut busy = Vec::new();
         while asked < 32 {
             let Some(w) = open.pop_front() else { break };
-            if let Some(close) = w.upgrade() {
-                close.notify_one();
-                asked += 1;
+            let Some(conn) = w.upgrade() else { continue };
+            if conn.busy.load(Ordering::Relaxed) {
+                busy.push(w);
+                continue;
             }
+            conn.close.notify_one();
+            asked += 1;
+        }
+        for w in busy.into_iter().rev() {
+            open.push_front(w);
         }
     }
 
-    /// The next connection and its slot, or an error only when the listener itself
-    /// fails for good (never for running out of descriptors).
+    /// The next connection and its slot. Never fails: running out of descriptors is
+    /// waited out (paced, logged at most every 10 s), and at the cap the accepted
+    /// connection waits while the oldest idle ones make room.
     pub(crate) async fn accept(&self, listener: &TcpListener) -> (TcpStream, Slot) {
         let mut delay = Duration::ZERO;
         let mut logged: Option<Instant> = None;
         let mut failures = 0u64;
         loop {
-            let permit = match self.permits.clone().try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => loop {
-                    self.evict();
-                    tokio::select! {
-                        p = self.permits.clone().acquire_owned() => if let Ok(p) = p { break p },
-                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
-                    }
-                },
-            };
-            match listener.accept().await {
-                Ok((s, _)) => {
-                    let _ = s.set_nodelay(true);
-                    let close = Arc::new(Notify::new());
-                    let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-                    if open.len() > 2 * self.max {
-                        open.retain(|w| w.strong_count() > 0);
-                    }
-                    open.push_back(Arc::downgrade(&close));
-                    return (
-                        s,
-                        Slot {
-                            _permit: permit,
-                            close,
-                        },
-                    );
-                }
+            let s = match listener.accept().await {
+                Ok((s, _)) => s,
                 Err(e) => {
-                    drop(permit);
                     if matches!(e.raw_os_error(), Some(23 | 24)) {
                         self.evict();
                     }
@@ -106,8 +101,33 @@ impl ConnLimit {
                     }
                     delay = (delay * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
                     tokio::time::sleep(delay).await;
+                    continue;
                 }
+            };
+            let _ = s.set_nodelay(true);
+            let permit = match self.permits.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => loop {
+                    self.evict();
+                    tokio::select! {
+                        p = self.permits.clone().acquire_owned() => if let Ok(p) = p { break p },
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                },
+            };
+            let conn = Arc::new(Conn::default());
+            let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            if open.len() > 2 * self.max {
+                open.retain(|w| w.strong_count() > 0);
             }
+            open.push_back(Arc::downgrade(&conn));
+            return (
+                s,
+                Slot {
+                    _permit: permit,
+                    conn,
+                },
+            );
         }
     }
 

@@ -3,8 +3,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -103,21 +102,21 @@ where
         };
         let handler = handler.clone();
         let max_body = limits.max_body_bytes;
-        // Whether the connection has sent a request yet: hyper's graceful shutdown
-        // waits for a first request, so one that never sent any is simply closed.
-        let started = Arc::new(AtomicBool::new(false));
-        let seen = started.clone();
+        let state = slot.conn.clone();
+        let flags = slot.conn.clone();
         let svc = service_fn(move |req: Request<Incoming>| {
-            seen.store(true, Ordering::Relaxed);
+            flags.started.store(true, Ordering::Relaxed);
+            flags.busy.store(true, Ordering::Relaxed);
             let handler = handler.clone();
+            let flags = flags.clone();
             async move {
-                if declared_length(&req).is_some_and(|n| n > max_body) {
-                    return Ok::<_, Infallible>(text(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "request body too large\n",
-                    ));
-                }
-                Ok(handler(req).await)
+                let resp = if declared_length(&req).is_some_and(|n| n > max_body) {
+                    text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+                } else {
+                    handler(req).await
+                };
+                flags.busy.store(false, Ordering::Relaxed);
+                Ok::<_, Infallible>(resp)
             }
         });
         let conn = builder.serve_connection(TokioIo::new(stream), svc);
@@ -128,14 +127,19 @@ where
             let result = loop {
                 tokio::select! {
                     r = conn.as_mut() => break r,
-                    () = slot.close.notified(), if !closing => {
-                        if !started.load(Ordering::Relaxed) {
+                    () = state.close.notified(), if !closing => {
+                        // hyper's graceful shutdown waits for a first request that may
+                        // never come: a connection that sent none is simply closed.
+                        if !state.started.load(Ordering::Relaxed) {
                             break Ok(());
                         }
                         conn.as_mut().graceful_shutdown();
                         closing = true;
                     }
                     _ = stop.wait_for(|s| *s), if !closing => {
+                        if !state.started.load(Ordering::Relaxed) {
+                            break Ok(());
+                        }
                         conn.as_mut().graceful_shutdown();
                         closing = true;
                     }

@@ -4,7 +4,8 @@
 //! services can run in one process (tests, the demo) with their own service names.
 //! Pitfalls handled here (see samples-spec.md, "Tracing pitfalls"): incoming spans are
 //! `SpanKind::Server` so they become X-Ray segments; ids come from `XrayIdGenerator`;
-//! a trace header without `Sampled=` is sampled; the daemon client is built explicitly
+//! a trace header without `Sampled=` (or with `Sampled=?`) is decided by the service's
+//! own sampling rule and the decision reported; the daemon client is built explicitly
 //! and a failure to bind is an error, not a panic.
 //!
 //! The incoming `X-Amzn-Trace-Id` is parsed by opentelemetry-aws' `XrayPropagator`, and
@@ -205,7 +206,9 @@ impl Tracing {
             .build();
         let tracer = provider.tracer("meshkit-samples");
         let propagator =
-            XrayPropagator::new().with_missing_sampled_behavior(MissingSampledBehavior::Sampled);
+            // No `Sampled=` (an ALB adds `Root=` alone) is like `Sampled=?`: this service
+            // decides by its own rule, as the X-Ray SDKs do, and reports its decision.
+            XrayPropagator::new().with_missing_sampled_behavior(MissingSampledBehavior::Deferred);
         let _ = version;
         Self {
             inner: Arc::new(Inner {
@@ -717,17 +720,26 @@ mod tests {
         let root = fresh_root();
         for sampling in [Sampling::Always, Sampling::Never] {
             let tracing = Tracing::local_only("svc", "1", sampling);
-            // The ALB form, and a decision without a parent.
-            for value in [format!("Root={root}"), format!("Root={root};Sampled=1")] {
+            // The ALB form (no decision: this service's rule decides), and a decision
+            // without a parent (kept).
+            let decided = if sampling == Sampling::Always {
+                "1"
+            } else {
+                "0"
+            };
+            for (value, expected) in [
+                (format!("Root={root}"), decided),
+                (format!("Root={root};Sampled=1"), "1"),
+            ] {
                 let h = trace_header("x-amzn-trace-id", &value);
                 let (cx, echoed, forwarded) = echoed_and_forwarded(&tracing, &h);
                 assert_eq!(Tracing::xray_trace_id(&cx), root, "{value}");
                 let prefix = format!("Root={root};Parent=");
                 assert!(echoed.starts_with(&prefix), "{value}: {echoed}");
                 assert!(forwarded.starts_with(&prefix), "{value}: {forwarded}");
-                // The decision that came with it (or the sampled default) is kept.
-                assert!(echoed.ends_with(";Sampled=1"), "{value}: {echoed}");
-                assert!(forwarded.ends_with(";Sampled=1"), "{value}: {forwarded}");
+                let end = format!(";Sampled={expected}");
+                assert!(echoed.ends_with(&end), "{value}: {echoed}");
+                assert!(forwarded.ends_with(&end), "{value}: {forwarded}");
             }
         }
     }

@@ -52,7 +52,7 @@ pub(crate) fn render(shared: &Shared) -> String {
             t.stats.render(&mut out, &route.name, &t.name);
         }
     }
-    out.push_str("# HELP meshkit_client_errors_total Requests that failed through the client's fault (unreadable or late body, malformed request), answered 4xx and not counted against any target.\n# TYPE meshkit_client_errors_total counter\n");
+    out.push_str("# HELP meshkit_client_errors_total Requests that failed through the client's fault (a request body that could not be read or stopped arriving), answered 400 or 408 and not counted against any target.\n# TYPE meshkit_client_errors_total counter\n");
     for route in shared.by_name.values() {
         let _ = writeln!(
             out,

@@ -4,6 +4,7 @@
 //! process is out of file descriptors.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -18,11 +19,24 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// How many idle connections one eviction asks to close.
 const EVICT_BATCH: usize = 32;
 
-/// A listener's connection cap and its open connections, oldest first.
+/// A listener's cap and its open connections, oldest first.
 pub(crate) struct ConnLimit {
     permits: Arc<Semaphore>,
     max: usize,
-    open: Mutex<VecDeque<Weak<Notify>>>,
+    open: Mutex<VecDeque<Weak<Conn>>>,
+    warned: Mutex<Option<Instant>>,
+}
+
+/// What the limit knows of one open connection, shared with the task serving it.
+#[derive(Debug, Default)]
+pub(crate) struct Conn {
+    /// Notified when the connection should close to make room.
+    pub(crate) close: Notify,
+    /// It has sent a request (hyper's graceful shutdown waits for a first request, so
+    /// one that never sent any is simply closed).
+    pub(crate) started: AtomicBool,
+    /// A request of it is being answered: not idle, not asked to close.
+    pub(crate) busy: AtomicBool,
 }
 
 impl ConnLimit {
@@ -32,39 +46,52 @@ impl ConnLimit {
             permits: Arc::new(Semaphore::new(max)),
             max,
             open: Mutex::new(VecDeque::new()),
+            warned: Mutex::new(None),
         })
     }
 
-    /// Registers a new connection; the connection closes itself (gracefully: an idle
-    /// one at once, a busy one after its response) when the returned handle is
-    /// notified.
-    fn register(&self) -> Arc<Notify> {
-        let close = Arc::new(Notify::new());
+    fn register(&self) -> Arc<Conn> {
+        let conn = Arc::new(Conn::default());
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.len() > 2 * self.max {
             open.retain(|w| w.strong_count() > 0);
         }
-        open.push_back(Arc::downgrade(&close));
-        close
+        open.push_back(Arc::downgrade(&conn));
+        conn
     }
 
-    /// Asks the oldest open connections to close, to make room.
+    /// Asks up to [`EVICT_BATCH`] of the oldest idle connections (never-started, or
+    /// keep-alive between requests) to close; busy ones are left alone, as nginx
+    /// reclaims only idle keep-alive connections when it runs low.
     fn evict(&self) {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let mut asked = 0;
+        let mut busy = Vec::new();
         while asked < EVICT_BATCH {
             let Some(w) = open.pop_front() else { break };
-            if let Some(close) = w.upgrade() {
-                close.notify_one();
-                asked += 1;
+            let Some(conn) = w.upgrade() else { continue };
+            if conn.busy.load(Ordering::Relaxed) {
+                busy.push(w);
+                continue;
             }
+            conn.close.notify_one();
+            asked += 1;
         }
+        for w in busy.into_iter().rev() {
+            open.push_front(w);
+        }
+        drop(open);
         if asked > 0 {
-            tracing::warn!(
-                asked,
-                cap = self.max,
-                "local mesh at its connection cap: closing the oldest connections"
-            );
+            let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            if warned.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
+                tracing::warn!(
+                    asked,
+                    cap = self.max,
+                    "local mesh at its connection cap: closing the oldest idle connections"
+                );
+                *warned = Some(now);
+            }
         }
     }
 
@@ -111,17 +138,17 @@ impl Backoff {
     }
 }
 
-/// An accepted connection's place under the cap: given back when dropped; `close`
-/// is notified when the connection should close to make room.
+/// An accepted connection's place under the cap, given back when dropped.
 pub(crate) struct Slot {
     pub(crate) _permit: OwnedSemaphorePermit,
-    pub(crate) close: Arc<Notify>,
+    pub(crate) conn: Arc<Conn>,
 }
 
 /// The next accepted connection (with `TCP_NODELAY`) and its place under the cap, or
-/// `None` once `stopped` turns true. At the cap, the oldest connections are asked to
-/// close (again every 100 ms while none goes) and the accept waits for room; out of
-/// descriptors (`EMFILE`), the same, with a growing pause between tries.
+/// `None` once `stopped` turns true. At the cap, the accepted connection waits while the
+/// oldest idle connections are asked to close (again every 100 ms while none goes); out
+/// of descriptors (`EMFILE`), idle connections are asked to close too, and tries are
+/// paced by a growing pause with a log line at most every 10 s.
 pub(crate) async fn accept_next(
     listener: &TcpListener,
     limit: &ConnLimit,
@@ -129,8 +156,24 @@ pub(crate) async fn accept_next(
 ) -> Option<(TcpStream, Slot)> {
     let mut backoff = Backoff::new();
     loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    if is_out_of_descriptors(&e) {
+                        limit.evict();
+                    }
+                    backoff.failed(&e).await;
+                    continue;
+                }
+            },
+            () = async { let _ = stopped.wait_for(|s| *s).await; } => return None,
+        };
+        backoff.ok();
+        let _ = stream.set_nodelay(true);
         let permit = match limit.permits.clone().try_acquire_owned() {
             Ok(p) => p,
+            // Someone is waiting for room: only now make it.
             Err(_) => loop {
                 limit.evict();
                 tokio::select! {
@@ -143,24 +186,14 @@ pub(crate) async fn accept_next(
                 }
             },
         };
-        tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, _)) => {
-                    backoff.ok();
-                    let _ = s.set_nodelay(true);
-                    let close = limit.register();
-                    return Some((s, Slot { _permit: permit, close }));
-                }
-                Err(e) => {
-                    drop(permit);
-                    if is_out_of_descriptors(&e) {
-                        limit.evict();
-                    }
-                    backoff.failed(&e).await;
-                }
+        let conn = limit.register();
+        return Some((
+            stream,
+            Slot {
+                _permit: permit,
+                conn,
             },
-            () = async { let _ = stopped.wait_for(|s| *s).await; } => return None,
-        }
+        ));
     }
 }
 
@@ -209,20 +242,24 @@ mod tests {
                 "{wanted} {per} {limit:?}"
             );
         }
+        #[cfg(target_os = "linux")]
         assert!(open_files_limit().is_some_and(|n| n > 0));
     }
 
-    #[tokio::test]
-    async fn at_the_cap_the_oldest_connections_are_asked_to_close() {
-        let limit = ConnLimit::new(2);
-        // (Registered directly: accept_next registers each connection it accepts.)
-        let a = limit.register();
-        let b = limit.register();
-        let waiters = (a.clone(), b.clone());
-        let closed_a = tokio::spawn(async move { waiters.0.notified().await });
+    #[test]
+    fn at_the_cap_the_oldest_idle_connections_are_asked_to_close() {
+        let limit = ConnLimit::new(64);
+        let conns: Vec<Arc<Conn>> = (0..40).map(|_| limit.register()).collect();
+        // The second oldest is answering a request: it is left alone.
+        conns[1].busy.store(true, Ordering::Relaxed);
         limit.evict();
-        // The oldest first; both fit in one batch.
-        closed_a.await.unwrap();
-        b.notified().await;
+        let asked = |c: &Arc<Conn>| {
+            let waiter = c.close.notified();
+            futures_util::FutureExt::now_or_never(waiter).is_some()
+        };
+        let got: Vec<bool> = conns.iter().map(asked).collect();
+        // The 32 oldest idle ones: 0 and 2..=32; not 1 (busy), not 33.. (newer).
+        let expected: Vec<bool> = (0..40).map(|i| i != 1 && i <= 32).collect();
+        assert_eq!(got, expected);
     }
 }

@@ -431,7 +431,7 @@ impl LocalMeshBuilder {
             .unwrap_or(1);
         let cap = limit::fit(self.max_connections, per_conn, limit::open_files_limit());
         if cap < self.max_connections {
-            tracing::info!(
+            tracing::warn!(
                 cap,
                 wanted = self.max_connections,
                 "local mesh gateway connections capped to fit the open-file limit"

@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -70,18 +70,20 @@ impl ConnServer {
         H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
         F: Future<Output = Response<Body>> + Send + 'static,
     {
-        // Whether the connection has sent a request yet. hyper's graceful shutdown waits
-        // for a first request that may never come, so a connection that never sent
-        // one is simply closed when room is needed.
-        let started = Arc::new(AtomicBool::new(false));
-        let seen = started.clone();
+        let state = slot.conn.clone();
+        let flags = slot.conn.clone();
         let svc = service_fn(move |req| {
-            seen.store(true, Ordering::Relaxed);
+            flags.started.store(true, Ordering::Relaxed);
+            flags.busy.store(true, Ordering::Relaxed);
             let response = handler(req);
-            async move { Ok::<_, Infallible>(response.await) }
+            let flags = flags.clone();
+            async move {
+                let r = response.await;
+                flags.busy.store(false, Ordering::Relaxed);
+                Ok::<_, Infallible>(r)
+            }
         });
         let conn = self.builder.serve_connection(TokioIo::new(stream), svc);
-        let close = slot.close.clone();
         let mut stop = self.stop.clone();
         tokio::spawn(async move {
             tokio::pin!(conn);
@@ -89,14 +91,19 @@ impl ConnServer {
             let result = loop {
                 tokio::select! {
                     r = conn.as_mut() => break r,
-                    () = close.notified(), if !closing => {
-                        if !started.load(Ordering::Relaxed) {
+                    () = state.close.notified(), if !closing => {
+                        // hyper's graceful shutdown waits for a first request that may
+                        // never come: a connection that sent none is simply closed.
+                        if !state.started.load(Ordering::Relaxed) {
                             break Ok(());
                         }
                         conn.as_mut().graceful_shutdown();
                         closing = true;
                     }
                     _ = stop.wait_for(|s| *s), if !closing => {
+                        if !state.started.load(Ordering::Relaxed) {
+                            break Ok(());
+                        }
                         conn.as_mut().graceful_shutdown();
                         closing = true;
                     }
@@ -164,13 +171,17 @@ pub(crate) async fn handle(conn: Arc<Downstream>, req: Request<Incoming>) -> Res
     forward(&conn, req).await
 }
 
-/// A 4xx the mesh answers itself.
+/// A 4xx the mesh answers itself, closing the connection (its framing may be off, as
+/// nginx does).
 fn refuse(status: StatusCode, why: &str) -> Response<Body> {
-    full(
+    let mut r = full(
         status,
         "application/json",
         format!(r#"{{"message":"error","error":"{why}"}}"#),
-    )
+    );
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 /// Why the mesh refuses a request before routing it, as a careful reverse proxy does
@@ -331,7 +342,7 @@ async fn forward(conn: &Downstream, req: Request<Incoming>) -> Response<Body> {
                 "the request body could not be read",
             );
         }
-        (None, BodyEnd::Sending | BodyEnd::Failed) => {
+        (None, BodyEnd::WaitingForClient | BodyEnd::Failed) => {
             route.client_errors.fetch_add(1, Ordering::Relaxed);
             return refuse(
                 StatusCode::REQUEST_TIMEOUT,

@@ -84,6 +84,10 @@ async fn run(
             Err(e) => tracing::warn!(error = %e, "local mesh worker cannot take a connection"),
         }
     }
+    // Connections handed over but not served yet: close them, so their places under
+    // the cap come back before the drain waits for them.
+    conns.close();
+    while conns.try_recv().is_ok() {}
     server.drain(Duration::from_secs(10)).await;
 }
 
