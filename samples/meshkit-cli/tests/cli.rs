@@ -423,37 +423,44 @@ async fn promote_from_another_shell_is_a_manual_gate_for_a_running_rollout() {
     );
 }
 
+/// SIGTERM (CI timeouts, `timeout`, systemd, container runtimes) and SIGHUP (the
+/// terminal went away) mid-bake: rolled back, 128 + the signal's number.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_mid_bake_rolls_back_and_exits_143() {
-    let moto = gopher::moto();
-    let dir = temp_dir("sigterm");
-    let spec = gopher_setup(&moto, &dir).await;
-    let mut child = spawn_run(&moto, &dir, &spec, "30s");
-    let stderr = child.stderr.take();
-    assert!(wait_for_event(&mut child, "WeightsWritten"));
-    let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let started = Instant::now();
-    let code = child.wait().unwrap().code();
-    assert_eq!(code, Some(143));
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(
-        status(moto.endpoint(), &dir, &spec),
-        "distributorV1=100 distributorV2=0"
-    );
-    let mut said = String::new();
-    if let Some(mut e) = stderr {
-        use std::io::Read;
-        e.read_to_string(&mut said).unwrap();
+async fn sigterm_and_sighup_mid_bake_roll_back_and_exit_143_and_129() {
+    for (signal, code, said) in [
+        ("-TERM", 143, "SIGTERM received, rolling back"),
+        ("-HUP", 129, "SIGHUP received, rolling back"),
+    ] {
+        let moto = gopher::moto();
+        let dir = temp_dir(&format!("signal{signal}"));
+        let spec = gopher_setup(&moto, &dir).await;
+        let mut child = spawn_run(&moto, &dir, &spec, "30s");
+        let stderr = child.stderr.take();
+        assert!(wait_for_event(&mut child, "WeightsWritten"));
+        let sent = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let started = Instant::now();
+        assert_eq!(child.wait().unwrap().code(), Some(code), "{signal}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{signal}: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            status(moto.endpoint(), &dir, &spec),
+            "distributorV1=100 distributorV2=0",
+            "{signal}"
+        );
+        let mut log = String::new();
+        if let Some(mut e) = stderr {
+            use std::io::Read;
+            e.read_to_string(&mut log).unwrap();
+        }
+        assert!(log.contains(said), "{signal}: {log}");
     }
-    assert!(said.contains("SIGTERM received, rolling back"), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
