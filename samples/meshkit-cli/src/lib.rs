@@ -160,15 +160,15 @@ pub async fn run(cli: Cli) -> u8 {
     let loaded = match load::load(&cli, &path, needs_route).await {
         Ok(l) => l,
         Err(load::Loading::Invalid(e)) => {
-            eprintln!("meshkit: invalid spec {path}: {e}");
+            err!("meshkit: invalid spec {path}: {e}");
             return exit::INVALID;
         }
         Err(load::Loading::Environment(e)) => {
-            eprintln!("meshkit: {e}");
+            err!("meshkit: {e}");
             return exit::INVALID;
         }
         Err(load::Loading::Failed(e)) => {
-            eprintln!("meshkit: {e}");
+            err!("meshkit: {e}");
             return exit::FAILED;
         }
         Err(load::Loading::Done(said)) => {

@@ -51,7 +51,7 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
     let rollout = match validate(spec) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("meshkit: invalid spec: {e}");
+            err!("meshkit: invalid spec: {e}");
             return exit::INVALID;
         }
     };
@@ -80,7 +80,7 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
     let calls = (spec.route.backend == Backend::Appmesh).then(|| Calls::appmesh(loaded));
     let check_calls = check_calls(spec);
     if cli.json {
-        println!(
+        out!(
             "{}",
             json!({"id": rollout.id(), "route": build::route_name(spec), "from": stable,
                    "to": new, "stages": stages, "checks": checks,
@@ -91,13 +91,13 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
         );
         return exit::OK;
     }
-    println!(
+    out!(
         "rollout {} on {}: {stable} -> {new}",
         rollout.id(),
         build::route_name(spec)
     );
     for s in &stages {
-        println!(
+        out!(
             "  {:>2}  {}{}",
             s["index"],
             s["stage"].as_str().unwrap_or_default(),
@@ -107,19 +107,19 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
             }
         );
     }
-    println!(
+    out!(
         "checks every {:?}: {}",
         policy.check_interval(),
         checks.join("; ")
     );
-    println!(
+    out!(
         "rolls back after {} unhealthy in a row; inconclusive: {inconclusive}",
         policy.failure_threshold()
     );
-    println!("calls:");
+    out!("calls:");
     match calls {
         Some(c) => {
-            println!(
+            out!(
                 "  before the first write: {} (preflight: DescribeMesh, DescribeVirtualRouter, DescribeVirtualNode {stable}, DescribeVirtualNode {new}, DescribeRoute; then DescribeRoute{})",
                 c.before_first_write,
                 if loaded.stable_read {
@@ -128,21 +128,21 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
                     ""
                 }
             );
-            println!(
+            out!(
                 "  each shift: {} (DescribeRoute, UpdateRoute with a client token per stage, {} for stage 0); each check round: {} (DescribeRoute)",
                 c.per_shift,
                 client_token(rollout.id(), "0"),
                 c.per_check_round
             );
-            println!(
+            out!(
                 "  to promote: {} (DescribeRoute; DescribeRoute, UpdateRoute taking {stable} off the route; DescribeRoute); a rollback: {} (DescribeRoute, UpdateRoute)",
                 c.to_promote, c.to_roll_back
             );
         }
-        None => println!("  none to AWS for the route: the local mesh runs inside `meshkit run`"),
+        None => out!("  none to AWS for the route: the local mesh runs inside `meshkit run`"),
     }
     for c in &check_calls {
-        println!("  {c}");
+        out!("  {c}");
     }
     exit::OK
 }

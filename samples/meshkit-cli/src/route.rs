@@ -11,15 +11,15 @@ use crate::{Cli, aws_env, build, exit};
 /// The App Mesh router and route of an App Mesh spec, or an exit code.
 async fn appmesh(cli: &Cli, loaded: &Loaded) -> Result<(AppMeshRouter, RouteRef), u8> {
     let Some(route) = build::appmesh_route(&loaded.spec) else {
-        eprintln!("meshkit: a local route exists only inside `meshkit run`");
+        err!("meshkit: a local route exists only inside `meshkit run`");
         return Err(exit::INVALID);
     };
     let rr = route.route_ref().map_err(|e| {
-        eprintln!("meshkit: {e}");
+        err!("meshkit: {e}");
         exit::INVALID
     })?;
     let sdk = aws_env::sdk(cli).await.map_err(|e| {
-        eprintln!("meshkit: {e}");
+        err!("meshkit: {e}");
         exit::INVALID
     })?;
     Ok((
@@ -37,13 +37,13 @@ pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
     match router.read(&rr).await {
         Ok(now) => {
             if cli.json {
-                println!(
+                out!(
                     "{}",
                     json!({"route": rr.as_str(), "weights": now.weights.to_string(),
                            "revision": now.revision})
                 );
             } else {
-                println!(
+                out!(
                     "{rr}: {} (version {})",
                     now.weights,
                     now.revision.as_deref().unwrap_or("?")
@@ -52,7 +52,7 @@ pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
             exit::OK
         }
         Err(e) => {
-            eprintln!("meshkit: {e}");
+            err!("meshkit: {e}");
             exit::FAILED
         }
     }
@@ -73,7 +73,7 @@ pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8) -> u8 {
     let before = match router.read(&rr).await {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("meshkit: cannot read {rr}: {e}; nothing written");
+            err!("meshkit: cannot read {rr}: {e}; nothing written");
             return exit::FAILED;
         }
     };
@@ -86,13 +86,13 @@ pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8) -> u8 {
     };
     if there {
         if cli.json {
-            println!(
+            out!(
                 "{}",
                 json!({"route": rr.as_str(), "before": before.weights.to_string(),
                        "weights": before.weights.to_string(), "written": false})
             );
         } else {
-            println!(
+            out!(
                 "{rr}: {} (already in force, nothing written)",
                 before.weights
             );
@@ -119,14 +119,14 @@ pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8) -> u8 {
                 "already in force, nothing written"
             };
             if cli.json {
-                println!(
+                out!(
                     "{}",
                     json!({"route": rr.as_str(), "before": before.weights.to_string(),
                            "weights": report.after.weights.to_string(),
                            "written": report.written})
                 );
             } else {
-                println!(
+                out!(
                     "{rr}: {} -> {} ({what})",
                     before.weights, report.after.weights
                 );
@@ -137,7 +137,7 @@ pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8) -> u8 {
             let in_force = e
                 .in_force()
                 .map_or_else(|| "unknown".to_string(), ToString::to_string);
-            eprintln!("meshkit: {e} (in force: {in_force})");
+            err!("meshkit: {e} (in force: {in_force})");
             exit::FAILED
         }
     }
