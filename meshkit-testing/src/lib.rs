@@ -8,7 +8,9 @@
 //! - [`InMemoryFleet`]: a [`meshkit::fleet::Fleet`] that records what it was asked.
 //!
 //! Those three need nothing but `meshkit`'s traits: this crate depends on `meshkit`
-//! without its default features, so using them pulls no AWS SDK. Behind features:
+//! without its default features, so it adds no AWS SDK of its own (your own `meshkit`
+//! dependency decides which backends, and so which SDKs, are built: `meshkit = {
+//! default-features = false, features = [...] }` for none). Behind features:
 //!
 //! - `xray`: `FakeXrayDaemon`, a UDP socket on loopback that parses X-Ray daemon
 //!   traffic (header line + segment document) so tests can assert on real segments.

@@ -867,3 +867,149 @@ async fn a_rerun_after_promotion_only_retires_and_writes_nothing() {
     assert_eq!(r.writes(ROUTE).len(), before, "nothing written");
     assert_eq!(fleet.calls(), vec![FleetCall::Retire("v1".into())]);
 }
+
+/// A router whose calls can hang forever, and a check that can panic: a rollout still
+/// ends (bounded by the call timeout) and never leaves traffic in between silently.
+mod misbehaving {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use meshkit::TrafficError;
+    use meshkit::async_trait;
+    use meshkit::traffic::{Observed, RouteRef, TrafficRouter, WriteRequest};
+
+    use super::*;
+
+    /// Delegates to an in-memory router until `hang` is set; then never answers.
+    pub struct Hanging {
+        pub inner: InMemoryRouter,
+        pub hang: Arc<AtomicBool>,
+    }
+
+    #[async_trait]
+    impl TrafficRouter for Hanging {
+        async fn read(&self, route: &RouteRef) -> Result<Observed, TrafficError> {
+            if self.hang.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            self.inner.read(route).await
+        }
+        async fn write(
+            &self,
+            route: &RouteRef,
+            request: &WriteRequest,
+        ) -> Result<Option<Observed>, TrafficError> {
+            if self.hang.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            self.inner.write(route, request).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_router_that_stops_answering_cannot_hold_the_rollout() {
+        let r = router();
+        let hang = Arc::new(AtomicBool::new(false));
+        let rollout = Rollout::builder()
+            .router(Hanging {
+                inner: r.clone(),
+                hang: hang.clone(),
+            })
+            .route(ROUTE)
+            .from("v1")
+            .to("v2")
+            .strategy(Canary::steps([10, 100]).bake(Duration::from_secs(60)))
+            .check(ScriptedHealthCheck::healthy())
+            .rollback_deadline(Duration::from_secs(120))
+            .build()
+            .unwrap();
+        let mut events = rollout.events();
+        let task = tokio::spawn(rollout.run());
+        while let Some(e) = events.recv().await {
+            if matches!(e, Event::WeightsWritten { .. }) {
+                break;
+            }
+        }
+        hang.store(true, Ordering::SeqCst);
+        let started = tokio::time::Instant::now();
+        let err = task.await.unwrap().unwrap_err();
+        // Stopped with an error naming what it knows, well within the deadline.
+        assert!(
+            started.elapsed() < Duration::from_secs(3600),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(err.to_string().contains("no answer within"), "{err}");
+        assert_eq!(r.weights(ROUTE), Some(split(10)), "left as last written");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_check_that_panics_counts_as_inconclusive_and_the_rollout_rolls_back() {
+        let r = router();
+        let outcome = Rollout::builder()
+            .router(r.clone())
+            .route(ROUTE)
+            .from("v1")
+            .to("v2")
+            .strategy(Canary::steps([10, 100]).bake(Duration::from_secs(60)))
+            .check(meshkit::health::from_fn("panics", |_| async {
+                panic!("a bug in the check")
+            }))
+            .build()
+            .unwrap()
+            .run()
+            .await
+            .unwrap();
+        assert!(
+            matches!(&outcome, Outcome::RolledBack { reason: RollbackReason::Inconclusive(why), .. } if why.contains("panicked")),
+            "{outcome}"
+        );
+        assert_eq!(r.weights(ROUTE), Some(split(0)));
+    }
+
+    #[test]
+    fn a_check_interval_alone_is_enough_and_absurd_bakes_are_refused() {
+        let r = router();
+        let b = || {
+            Rollout::builder()
+                .router(r.clone())
+                .route(ROUTE)
+                .from("v1")
+                .to("v2")
+                .check(ScriptedHealthCheck::healthy())
+        };
+        // A 1 s interval without a timeout: the timeout follows the interval.
+        assert!(
+            b().strategy(Canary::steps([100]))
+                .check_interval(Duration::from_secs(1))
+                .build()
+                .is_ok()
+        );
+        #[derive(Debug)]
+        struct Forever;
+        impl meshkit::strategy::Strategy for Forever {
+            fn name(&self) -> &str {
+                "forever"
+            }
+            fn stages(&self) -> Vec<meshkit::strategy::Stage> {
+                vec![meshkit::strategy::Stage::Shift {
+                    new_percent: 100,
+                    bake: Duration::MAX,
+                }]
+            }
+        }
+        assert!(b().strategy(Forever).build().is_err());
+        let boxed: Box<dyn TrafficRouter> = Box::new(r.clone());
+        assert!(
+            Rollout::builder()
+                .router(boxed)
+                .route(ROUTE)
+                .from("v1")
+                .to("v2")
+                .strategy(Canary::steps([100]))
+                .check(ScriptedHealthCheck::healthy())
+                .build()
+                .is_ok()
+        );
+    }
+}

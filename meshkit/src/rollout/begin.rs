@@ -48,7 +48,7 @@ pub(crate) fn begin(
     let stages = strategy.stages();
     let decision = if found.is_all_on(stable) {
         strategy.decide(Position { stage: None }, &Input::Start)
-    } else if !resume {
+    } else if !(resume || adopt) {
         return Err(Refusal::NotAtStart);
     } else if found.get(stable).is_none() && found.is_all_on(candidate) {
         match stages.iter().position(|s| *s == Stage::Retire) {

@@ -26,7 +26,9 @@ pub enum RolloutError {
     },
     /// The route is not at 100% stable (and resuming was not allowed or not possible);
     /// nothing was written.
-    #[error("route '{route}' is not at 100% '{stable}' (in force: {in_force}); nothing written")]
+    #[error(
+        "route '{route}' is not at 100% '{stable}' (in force: {in_force}); nothing written (to carry on from a split this plan writes, resume)"
+    )]
     NotAtStart {
         /// The route.
         route: String,

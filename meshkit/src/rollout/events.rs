@@ -41,7 +41,9 @@ pub enum Event {
         error: String,
     },
     /// New weights were written and read back from the route. Emitted only after a
-    /// write of meshkit's own (see [`Event::AlreadyInForce`]).
+    /// write of meshkit's own (see [`Event::AlreadyInForce`]). The one other write a
+    /// rollout makes, taking the stable version off the route after promotion, is
+    /// reported as [`Event::TargetRemoved`].
     WeightsWritten {
         /// The weights.
         weights: Weights,

@@ -132,6 +132,7 @@ pub struct RolloutBuilder {
     checks: Vec<Arc<dyn HealthCheck>>,
     fleet: Option<Arc<dyn Fleet>>,
     policy: Policy,
+    check_timeout_set: bool,
     tracer: Option<BoxedTracer>,
 }
 
@@ -208,11 +209,14 @@ impl RolloutBuilder {
         /// How often the checks run while a stage bakes. Default: 10 s; at least 10 ms.
         check_interval: Duration
     );
-    policy_setter!(
-        /// The time one evaluation of the checks may take before it counts as
-        /// inconclusive. Default: 5 s; at most the check interval.
-        check_timeout: Duration
-    );
+    /// The time one evaluation of the checks may take before it counts as
+    /// inconclusive. Default: 5 s, or the check interval when that is shorter; at most
+    /// the check interval.
+    pub fn check_timeout(mut self, value: Duration) -> Self {
+        self.policy.check_timeout = value;
+        self.check_timeout_set = true;
+        self
+    }
     policy_setter!(
         /// Consecutive unhealthy evaluations that trigger a rollback. Default: 1.
         failure_threshold: u32
@@ -253,11 +257,17 @@ impl RolloutBuilder {
         resume: bool
     );
     policy_setter!(
-        /// With [`resume`](Self::resume): carry on from any split between the two
-        /// versions, even one this plan never writes (set by a person or another tool),
-        /// from the first step at or above it. An explicit operator's choice; meshkit
-        /// never adopts a foreign state on its own. Default: false.
+        /// Carry on from any split between the two versions, even one this plan never
+        /// writes (set by a person or another tool), from the first step at or above it;
+        /// implies [`resume`](Self::resume). An explicit operator's choice; meshkit never
+        /// adopts a foreign state on its own. Default: false.
         adopt: bool
+    );
+    policy_setter!(
+        /// How long one call to the router (a read or a write) may take before it
+        /// counts as a transport failure whose outcome is unknown: a backend that never
+        /// answers cannot hold a rollout, a rollback or an abort. Default: 30 s.
+        call_timeout: Duration
     );
     policy_setter!(
         /// After promotion, how long to keep the stable version running (and the checks
@@ -278,7 +288,10 @@ impl RolloutBuilder {
     );
 
     /// Validates and builds. Makes no call to any backend.
-    pub fn build(self) -> Result<Rollout, ConfigError> {
+    pub fn build(mut self) -> Result<Rollout, ConfigError> {
+        if !self.check_timeout_set {
+            self.policy.check_timeout = self.policy.check_timeout.min(self.policy.check_interval);
+        }
         let router = self.router.ok_or(ConfigError::Missing("router"))?;
         let route = RouteRef::new(self.route.ok_or(ConfigError::Missing("route"))?)?;
         let stable = self
@@ -295,8 +308,16 @@ impl RolloutBuilder {
             return Err(ConfigError::NoChecks);
         }
         self.policy.validate()?;
-        let planned: Duration = strategy.stages().iter().map(Stage::bake).sum::<Duration>()
-            + self.policy.rollback_window;
+        let planned = strategy
+            .stages()
+            .iter()
+            .try_fold(self.policy.rollback_window, |sum, s| {
+                sum.checked_add(s.bake())
+            })
+            .ok_or(ConfigError::Policy {
+                field: "deadline",
+                problem: "the plan's bake times do not add up to a duration".into(),
+            })?;
         if self.policy.deadline <= planned {
             return Err(ConfigError::DeadlineTooShort {
                 deadline: self.policy.deadline,

@@ -102,6 +102,7 @@ pub struct Policy {
     pub(crate) ready_timeout: Duration,
     pub(crate) resume: bool,
     pub(crate) adopt: bool,
+    pub(crate) call_timeout: Duration,
     pub(crate) rollback_window: Duration,
     pub(crate) check_before_shift: bool,
 }
@@ -120,6 +121,7 @@ impl Default for Policy {
             ready_timeout: Duration::from_secs(600),
             resume: false,
             adopt: false,
+            call_timeout: Duration::from_secs(30),
             rollback_window: Duration::ZERO,
             check_before_shift: true,
         }
@@ -187,6 +189,9 @@ impl Policy {
         if self.ready_timeout.is_zero() {
             return bad("ready_timeout", "must be positive");
         }
+        if self.call_timeout < Duration::from_millis(10) {
+            return bad("call_timeout", "must be at least 10 ms");
+        }
         // Longer than a year is a mistake, and would overflow the clock's arithmetic.
         let year = Duration::from_secs(366 * 24 * 3600);
         for (field, d) in [
@@ -196,6 +201,7 @@ impl Policy {
             ("rollback_deadline", self.rollback_deadline),
             ("ready_timeout", self.ready_timeout),
             ("rollback_window", self.rollback_window),
+            ("call_timeout", self.call_timeout),
             ("write_backoff", self.write_backoff.max),
         ] {
             if d > year {

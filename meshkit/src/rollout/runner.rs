@@ -623,9 +623,17 @@ impl Runner {
     }
 
     async fn evaluate(&self, ctx: &CheckContext) -> Verdict {
+        use futures_util::FutureExt as _;
         let limit = self.cfg.policy.check_timeout;
-        match timeout(limit, self.cfg.check.check(ctx)).await {
-            Ok(v) => v,
+        // A check that panics is a check that could not decide: the inconclusive
+        // policy judges it, and the rollout still ends safely.
+        let check = std::panic::AssertUnwindSafe(self.cfg.check.check(ctx)).catch_unwind();
+        match timeout(limit, check).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(_)) => {
+                tracing::error!("a health check panicked; counted as inconclusive");
+                Verdict::inconclusive("a check panicked")
+            }
             Err(_) => Verdict::inconclusive(format!("checks did not answer within {limit:?}")),
         }
     }

@@ -113,7 +113,7 @@ impl Writer {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.router.read(&self.route).await {
+            match self.call_read().await {
                 Ok(o) => return Ok(o),
                 Err(e) if e.is_retryable() && self.may_retry(attempt, budget) => {
                     tracing::debug!(route = %self.route, attempt, error = %e, "read failed, retrying");
@@ -122,6 +122,17 @@ impl Writer {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// One read, bounded by the policy's call timeout (a timeout is a transport error).
+    async fn call_read(&self) -> Result<Observed, TrafficError> {
+        let limit = self.policy.call_timeout;
+        match tokio::time::timeout(limit, self.router.read(&self.route)).await {
+            Ok(r) => r,
+            Err(_) => Err(TrafficError::transport(format!(
+                "the read got no answer within {limit:?}"
+            ))),
         }
     }
 
@@ -255,7 +266,15 @@ impl Writer {
             }
             attempt += 1;
             self.expect_write(target);
-            let result = self.router.write(&self.route, &request).await;
+            let limit = self.policy.call_timeout;
+            let result = match tokio::time::timeout(limit, self.router.write(&self.route, &request))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(TrafficError::transport(format!(
+                    "the write got no answer within {limit:?}; it may or may not have been applied"
+                ))),
+            };
             match result {
                 Ok(returned) => match self.settle(target, returned).await {
                     Settle::Done(seen) => return Ok(Applied { seen, wrote: true }),
@@ -306,7 +325,7 @@ impl Writer {
         loop {
             let seen = match next.take() {
                 Some(seen) => seen,
-                None => match self.router.read(&self.route).await {
+                None => match self.call_read().await {
                     Ok(seen) => seen,
                     Err(e) if e.is_retryable() => {
                         if Instant::now() >= until {
@@ -357,7 +376,7 @@ impl Writer {
         let until = Instant::now() + self.policy.settle_timeout;
         let mut last = None;
         loop {
-            if let Ok(seen) = self.router.read(&self.route).await {
+            if let Ok(seen) = self.call_read().await {
                 let done = seen.weights == *target;
                 last = Some(seen.weights);
                 if done {

@@ -226,7 +226,7 @@ forward_strategy!(std::sync::Arc);
 /// The rules every plan must follow: at least one [`Stage::Shift`]; shift percentages
 /// from 1 to 100 and strictly increasing; the last shift at 100; [`Stage::Provision`]
 /// only before the first shift; [`Stage::Retire`] only after the last shift; at most
-/// 1000 stages.
+/// 1000 stages; no bake longer than a week.
 pub fn validate_stages(strategy: &str, stages: &[Stage]) -> Result<(), ConfigError> {
     let err = |field: &'static str, problem: String| ConfigError::Strategy {
         strategy: strategy.to_owned(),
@@ -266,6 +266,7 @@ pub fn validate_stages(strategy: &str, stages: &[Stage]) -> Result<(), ConfigErr
         ));
     }
     for (i, s) in stages.iter().enumerate() {
+        check_bake(strategy, "bake", s.bake())?;
         if *s == Stage::Provision && i > first {
             return Err(err(
                 "stages",

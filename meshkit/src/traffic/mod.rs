@@ -71,6 +71,8 @@ pub struct Observed {
     ///   revision meshkit saw after its own last write. Equal weights with a different
     ///   revision are another writer's change ("route changed, same weights"); so are
     ///   different weights, whatever the revision.
+    ///   A digest cannot see a change that was undone between two reads (A → B → A);
+    ///   a native version can.
     /// - **`None`** only for a backend that can give neither a version nor a digest.
     ///   meshkit then compares weights alone, and cannot see another writer that
     ///   changed something other than the weights. Never put a timestamp of the read
@@ -125,7 +127,10 @@ pub struct WriteRequest {
 /// A backend that can read and write the weighted targets of a route.
 ///
 /// `read` must fill [`Observed::revision`] as its contract says: that is how meshkit
-/// tells its own writes from another writer's.
+/// tells its own writes from another writer's. meshkit bounds every call with the
+/// rollout's call timeout (`RolloutBuilder::call_timeout`, 30 s by default) and treats
+/// a call that did not answer as a transport error whose outcome is unknown; a backend
+/// should still time out its own requests sooner.
 ///
 /// ```
 /// use std::collections::HashMap;
@@ -196,19 +201,28 @@ pub trait TrafficRouter: Send + Sync {
     }
 }
 
-#[async_trait]
-impl<T: TrafficRouter + ?Sized> TrafficRouter for std::sync::Arc<T> {
-    async fn read(&self, route: &RouteRef) -> Result<Observed, TrafficError> {
-        (**self).read(route).await
-    }
-    async fn write(
-        &self,
-        route: &RouteRef,
-        request: &WriteRequest,
-    ) -> Result<Option<Observed>, TrafficError> {
-        (**self).write(route, request).await
-    }
-    async fn applied(&self, route: &RouteRef) -> Result<Option<Weights>, TrafficError> {
-        (**self).applied(route).await
-    }
+/// `TrafficRouter` for smart pointers to a router (`Arc<dyn TrafficRouter>`,
+/// `Box<dyn TrafficRouter>`), as for `HealthCheck` and `Strategy`.
+macro_rules! forward_router {
+    ($($ptr:ident)::+) => {
+        #[async_trait]
+        impl<T: TrafficRouter + ?Sized> TrafficRouter for $($ptr)::+<T> {
+            async fn read(&self, route: &RouteRef) -> Result<Observed, TrafficError> {
+                (**self).read(route).await
+            }
+            async fn write(
+                &self,
+                route: &RouteRef,
+                request: &WriteRequest,
+            ) -> Result<Option<Observed>, TrafficError> {
+                (**self).write(route, request).await
+            }
+            async fn applied(&self, route: &RouteRef) -> Result<Option<Weights>, TrafficError> {
+                (**self).applied(route).await
+            }
+        }
+    };
 }
+
+forward_router!(std::sync::Arc);
+forward_router!(Box);
