@@ -71,7 +71,17 @@ impl HttpCheck {
         let fut = self.client.get(self.uri.clone());
         match tokio::time::timeout(self.timeout, fut).await {
             Err(_) => Err(format!("timed out after {:?}", self.timeout)),
-            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Err(e)) => {
+                // The innermost cause in words ("Connection refused (os error 111)"),
+                // with the address probed: hyper's own text is "client error (Connect)".
+                let mut cause = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    cause = s.to_string();
+                    source = s.source();
+                }
+                Err(format!("{}: {cause}", self.uri))
+            }
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
                 // Drain the body so the connection can be reused; its content is not judged.

@@ -166,19 +166,22 @@ impl fmt::Display for Event {
 
 /// Sends events stamped with the rollout's elapsed time, and logs them.
 pub(crate) struct Emitter {
-    tx: broadcast::Sender<(Duration, Event)>,
+    tx: Option<broadcast::Sender<(Duration, Event)>>,
     start: Instant,
 }
 
 impl Emitter {
-    pub(crate) fn new(tx: broadcast::Sender<(Duration, Event)>, start: Instant) -> Self {
+    /// `tx` is `None` when nobody subscribed: events are then only logged.
+    pub(crate) fn new(tx: Option<broadcast::Sender<(Duration, Event)>>, start: Instant) -> Self {
         Self { tx, start }
     }
 
     pub(crate) fn send(&self, event: Event) {
         tracing::info!(event = %event, "rollout");
-        // No receivers is fine: events are optional.
-        let _ = self.tx.send((self.start.elapsed(), event));
+        if let Some(tx) = &self.tx {
+            // No receivers left is fine: events are optional.
+            let _ = tx.send((self.start.elapsed(), event));
+        }
     }
 }
 

@@ -32,10 +32,15 @@ use crate::health::{self, HealthCheck};
 use crate::strategy::{Stage, Strategy};
 use crate::traffic::{RouteRef, TrafficRouter, Weights};
 
+/// Events a slow receiver may fall behind by before it gets [`Event::Missed`].
+const EVENT_BUFFER: usize = 1024;
+
 /// A configured rollout, ready to [`run`](Rollout::run). Built with [`Rollout::builder`].
 pub struct Rollout {
     pub(crate) cfg: Config,
-    pub(crate) events: broadcast::Sender<(Duration, Event)>,
+    /// Made on the first [`Rollout::events`] call: a rollout nobody watches keeps no
+    /// event buffer (1,024 slots of it were ~130 KB per rollout).
+    pub(crate) events: std::sync::OnceLock<broadcast::Sender<(Duration, Event)>>,
     pub(crate) control: mpsc::UnboundedReceiver<handle::Control>,
     control_tx: mpsc::UnboundedSender<handle::Control>,
 }
@@ -63,7 +68,10 @@ impl Rollout {
     /// A receiver for this rollout's events. Take it before calling [`Rollout::run`].
     pub fn events(&self) -> Events {
         Events {
-            rx: self.events.subscribe(),
+            rx: self
+                .events
+                .get_or_init(|| broadcast::channel(EVENT_BUFFER).0)
+                .subscribe(),
         }
     }
 
@@ -100,7 +108,9 @@ impl Rollout {
             control_tx,
         } = self;
         drop(control_tx);
-        runner::Runner::new(cfg, events, control).run().await
+        runner::Runner::new(cfg, events.into_inner(), control)
+            .run()
+            .await
     }
 }
 
@@ -339,7 +349,7 @@ impl RolloutBuilder {
         let tracer = self
             .tracer
             .unwrap_or_else(|| opentelemetry::global::tracer("meshkit"));
-        let (events, _) = broadcast::channel(1024);
+        let events = std::sync::OnceLock::new();
         let (control_tx, control) = mpsc::unbounded_channel();
         let cfg = Config {
             id,

@@ -48,7 +48,7 @@ pub(crate) struct Runner {
 impl Runner {
     pub(crate) fn new(
         cfg: Config,
-        tx: broadcast::Sender<(Duration, Event)>,
+        tx: Option<broadcast::Sender<(Duration, Event)>>,
         control: mpsc::UnboundedReceiver<Control>,
     ) -> Self {
         let started = Instant::now();

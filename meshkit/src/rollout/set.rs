@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::error::RolloutError;
@@ -187,8 +186,7 @@ impl SetWeights {
                 source,
             })?;
         writer.begin(self.expect.unwrap_or_else(|| before.clone()));
-        let (tx, _) = broadcast::channel(1);
-        let emit = Emitter::new(tx, Instant::now());
+        let emit = Emitter::new(None, Instant::now());
         match writer.apply(&self.target, &token, budget, &emit).await {
             Ok(applied) => Ok(SetReport {
                 before,

@@ -479,7 +479,7 @@ mod tests {
             1,
         );
         let (tx, _) = broadcast::channel(4);
-        let emit = Emitter::new(tx, Instant::now());
+        let emit = Emitter::new(Some(tx), Instant::now());
         let budget = Budget {
             max_attempts: Some(3),
             until: Instant::now() + Duration::from_secs(60),

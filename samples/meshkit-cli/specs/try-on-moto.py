@@ -3,10 +3,13 @@ emulator, so that `gopher.toml` can be tried without AWS:
 
     # moto behind meshkit's wrapper (plain moto sends App Mesh timestamps the AWS SDKs
     # cannot parse); it prints "MESHKIT_MOTO_PORT <port>" and runs while stdin is open.
-    sleep infinity | python3 meshkit-testing/src/moto_server.py &   # pip install 'moto[server]'
+    sleep infinity | python3 meshkit-testing/src/moto_server.py 2>/tmp/moto.log &
     python3 samples/meshkit-cli/specs/try-on-moto.py http://127.0.0.1:<port>
     export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
-    meshkit --endpoint-url http://127.0.0.1:<port> run /tmp/gopher-on-moto.toml
+    target/release/meshkit --endpoint-url http://127.0.0.1:<port> run /tmp/gopher-on-moto.toml
+
+(`pip install 'moto[server]'` if `python3 -c 'import moto'` fails; build the command
+with `cargo build --release -p meshkit-cli`.)
 
 It prints the Cloud Map service id and writes /tmp/gopher-on-moto.toml: gopher.toml
 with that id and short bakes. Uses boto3, which moto installs.

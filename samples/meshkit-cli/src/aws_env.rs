@@ -28,27 +28,33 @@ pub(crate) async fn sdk(cli: &Cli) -> Result<SdkConfig, String> {
         loader = loader.endpoint_url(url);
     }
     let sdk = loader.load().await;
+    // Both problems at once, so a fix is not followed by the next refusal.
+    let mut missing = Vec::new();
     if sdk.region().is_none() {
-        return Err(
-            "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or `region` in \
-                    the profile AWS_PROFILE names"
-                .into(),
+        missing.push(
+            "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or `region` in the \
+             profile AWS_PROFILE names"
+                .to_string(),
         );
     }
-    let Some(provider) = sdk.credentials_provider() else {
-        return Err(no_credentials("no credentials provider is configured"));
+    let credentials = match sdk.credentials_provider() {
+        Some(provider) => provider.provide_credentials().await.is_ok(),
+        None => false,
     };
-    if let Err(e) = provider.provide_credentials().await {
-        return Err(no_credentials(&e.to_string()));
+    if !credentials {
+        missing.push(no_credentials());
     }
-    Ok(sdk)
+    if missing.is_empty() {
+        Ok(sdk)
+    } else {
+        Err(missing.join("; "))
+    }
 }
 
-fn no_credentials(why: &str) -> String {
-    format!(
-        "no AWS credentials ({why}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
-         AWS_PROFILE for a profile in ~/.aws, or run with an instance or task role"
-    )
+fn no_credentials() -> String {
+    "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+     AWS_PROFILE for a profile in ~/.aws, or run with an instance or task role"
+        .to_string()
 }
 
 /// Why `url` cannot be an endpoint, if it cannot: a scheme of http or https, a host,

@@ -136,7 +136,8 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
             );
             out!(
                 "  to promote: {} (DescribeRoute; DescribeRoute, UpdateRoute taking {stable} off the route; DescribeRoute); a rollback: {} (DescribeRoute, UpdateRoute)",
-                c.to_promote, c.to_roll_back
+                c.to_promote,
+                c.to_roll_back
             );
         }
         None => out!("  none to AWS for the route: the local mesh runs inside `meshkit run`"),

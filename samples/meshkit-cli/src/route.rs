@@ -128,7 +128,8 @@ pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8) -> u8 {
             } else {
                 out!(
                     "{rr}: {} -> {} ({what})",
-                    before.weights, report.after.weights
+                    before.weights,
+                    report.after.weights
                 );
             }
             exit::OK

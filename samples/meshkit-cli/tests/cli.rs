@@ -546,7 +546,7 @@ fn aws_settings_that_cannot_work_are_named_with_the_fix() {
         &GOPHER_SPEC.replace("SERVICE", "srv-x"),
     );
     // (case, variables removed, endpoint, what stderr says)
-    let cases: [(&str, &[&str], &str, &str); 3] = [
+    let cases: [(&str, &[&str], &str, &str); 4] = [
         (
             "no credentials",
             &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
@@ -564,6 +564,12 @@ fn aws_settings_that_cannot_work_are_named_with_the_fix() {
             &[],
             "127.0.0.1:9",
             "must start with http:// or https://",
+        ),
+        (
+            "neither",
+            &["AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+            "http://127.0.0.1:9",
+            "profile AWS_PROFILE names; no AWS credentials found",
         ),
     ];
     for (name, env, endpoint, expected) in cases {
