@@ -131,8 +131,13 @@ impl Report {
             out.push(format!("why: {why}"));
         }
         if let Some(ms) = self.rollback_ms {
+            let when = if ms < 1.0 {
+                "less than 1 ms".to_string()
+            } else {
+                format!("{ms:.0} ms")
+            };
             out.push(format!(
-                "rollback: all traffic back on blue {ms:.0} ms after the first failed check"
+                "rollback: all traffic back on blue {when} after the first failed check"
             ));
         }
         out
