@@ -354,7 +354,7 @@ impl Writer {
     }
 
     async fn applied_matches(&self, target: &Weights) -> bool {
-        match self.router.applied(&self.route).await {
+        match self.call_applied().await {
             Ok(None) => true,
             Ok(Some(applied)) => applied == *target,
             Err(e) => {
@@ -366,7 +366,18 @@ impl Writer {
 
     /// The data plane's split, for the verified event (None when not supported).
     pub(crate) async fn applied(&self) -> Option<Weights> {
-        self.router.applied(&self.route).await.ok().flatten()
+        self.call_applied().await.ok().flatten()
+    }
+
+    /// [`TrafficRouter::applied`], bounded by the call timeout.
+    async fn call_applied(&self) -> Result<Option<Weights>, TrafficError> {
+        let limit = self.policy.call_timeout;
+        match tokio::time::timeout(limit, self.router.applied(&self.route)).await {
+            Ok(r) => r,
+            Err(_) => Err(TrafficError::transport(format!(
+                "the data plane gave no answer within {limit:?}"
+            ))),
+        }
     }
 
     /// After a failure: the weights really in force. A write whose response was lost
