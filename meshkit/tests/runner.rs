@@ -1013,3 +1013,76 @@ mod misbehaving {
         );
     }
 }
+
+/// Idempotency tokens: a retry within a run reuses its token; a rerun of the same
+/// rollout id uses new ones (a backend that remembers tokens would otherwise take the
+/// rerun's write for a retry of the old one and not apply it).
+mod tokens {
+    use std::sync::{Arc, Mutex};
+
+    use meshkit::TrafficError;
+    use meshkit::async_trait;
+    use meshkit::traffic::{MAX_TOKEN_LEN, Observed, RouteRef, TrafficRouter, WriteRequest};
+
+    use super::*;
+
+    /// Records the token of every write call, then delegates.
+    struct Recording {
+        inner: InMemoryRouter,
+        tokens: Arc<Mutex<Vec<String>>>,
+    }
+
+    #[async_trait]
+    impl TrafficRouter for Recording {
+        async fn read(&self, route: &RouteRef) -> Result<Observed, TrafficError> {
+            self.inner.read(route).await
+        }
+        async fn write(
+            &self,
+            route: &RouteRef,
+            request: &WriteRequest,
+        ) -> Result<Option<Observed>, TrafficError> {
+            self.tokens.lock().unwrap().push(request.token.clone());
+            self.inner.write(route, request).await
+        }
+    }
+
+    async fn run_once(r: &InMemoryRouter) -> Vec<String> {
+        let tokens = Arc::new(Mutex::new(Vec::new()));
+        let outcome = Rollout::builder()
+            .router(Recording {
+                inner: r.clone(),
+                tokens: tokens.clone(),
+            })
+            .route(ROUTE)
+            .from("v1")
+            .to("v2")
+            .id("a-rollout-id-that-is-32-chars-xx")
+            .strategy(Canary::steps([10, 100]).bake(Duration::from_secs(30)))
+            .check(ScriptedHealthCheck::fail_after(5, "bad"))
+            .build()
+            .unwrap()
+            .run()
+            .await
+            .unwrap();
+        assert!(!outcome.is_promoted(), "{outcome}");
+        tokens.lock().unwrap().clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_reuse_a_token_and_reruns_use_new_ones() {
+        let r = router();
+        // The first write fails once and is retried.
+        r.fail_next_writes(1);
+        let first = run_once(&r).await;
+        assert_eq!(first[0], first[1], "a retry reuses its token: {first:?}");
+        assert!(first.iter().all(|t| t.len() <= MAX_TOKEN_LEN), "{first:?}");
+        // Rolled back; the same rollout again writes the same weights with new tokens.
+        let second = run_once(&r).await;
+        assert_eq!(r.weights(ROUTE), Some(split(0)));
+        assert!(
+            second.iter().all(|t| !first.contains(t)),
+            "{first:?} / {second:?}"
+        );
+    }
+}

@@ -82,7 +82,8 @@ impl Rollout {
         }
     }
 
-    /// The rollout id (part of every idempotency token).
+    /// The rollout id (part of every idempotency token, with the step and a per-run
+    /// suffix).
     pub fn id(&self) -> &str {
         &self.cfg.id
     }
@@ -201,8 +202,11 @@ impl RolloutBuilder {
         self
     }
 
-    /// The rollout id, used in idempotency tokens: 1-32 of `[A-Za-z0-9_-]`. Default: a
-    /// random id. Set it to the same value when re-running a rollout after a crash.
+    /// The rollout id, in events, spans and idempotency tokens: 1-32 of
+    /// `[A-Za-z0-9_-]`. Default: a random id. Tokens add the step and a per-run suffix,
+    /// so a rerun's writes are never taken for retries of an earlier run's; resuming
+    /// after a crash goes by the route's state (see [`resume`](Self::resume)), not by
+    /// tokens.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
         self

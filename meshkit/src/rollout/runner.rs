@@ -40,6 +40,12 @@ pub(crate) struct Runner {
     /// Targets found on the route at weight 0 besides the two versions (an earlier
     /// version another tool left there): kept at 0 in every write.
     pub(crate) zeros: Vec<String>,
+    /// Distinguishes this run's idempotency tokens from an earlier run's of the same
+    /// rollout id: a backend that remembers tokens (App Mesh) would otherwise take a
+    /// rerun's write (after a rollback, the same weights) for a retry of the old one and
+    /// not apply it. Retries within a run reuse their token; a rerun always reads the
+    /// route before writing, so it needs no token of the earlier run.
+    pub(crate) run_nonce: u32,
     pub(crate) deadline: Instant,
     pub(crate) started: Instant,
     pub(crate) span_cx: Context,
@@ -70,6 +76,7 @@ impl Runner {
             control_open: true,
             tally: Tally::default(),
             zeros: Vec::new(),
+            run_nonce: fastrand::u32(..),
             deadline,
             started,
             span_cx,
@@ -244,7 +251,7 @@ impl Runner {
 
     /// The token of one write of this rollout: at most 36 characters.
     pub(crate) fn token(&self, step: &str) -> String {
-        client_token(&self.cfg.id, step)
+        client_token(&self.cfg.id, &format!("{step}-{:08x}", self.run_nonce))
     }
 
     /// Emits what a write did: written, or already in force.

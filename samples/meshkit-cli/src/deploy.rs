@@ -107,7 +107,7 @@ pub fn parse(text: &str) -> Result<DeployJson, SpecError> {
 
 /// Maps a `deploy.json` to a spec. `stable` is the node now taking the traffic (read
 /// from the route by the caller when not given). The rollout id depends on the route
-/// and the new node only, so `plan` shows the id and tokens `run` uses.
+/// and the new node only, so `plan` shows the id `run` uses.
 pub fn to_spec(d: &DeployJson, service: Option<&str>, stable: &str) -> Result<Spec, SpecError> {
     let svc = service
         .map(str::to_string)

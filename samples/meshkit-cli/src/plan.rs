@@ -2,7 +2,6 @@
 //! calls the run makes. No call is made.
 
 use meshkit::strategy::Stage;
-use meshkit::traffic::client_token;
 use serde::Serialize;
 use serde_json::json;
 
@@ -70,7 +69,6 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
                 _ => String::new(),
             };
             json!({"index": i, "stage": s.to_string(), "weights": weights,
-                   "token": client_token(rollout.id(), &i.to_string()),
                    "bake_ms": s.bake().as_millis() as u64})
         })
         .collect();
@@ -129,9 +127,9 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
                 }
             );
             out!(
-                "  each shift: {} (DescribeRoute, UpdateRoute with a client token per stage, {} for stage 0); each check round: {} (DescribeRoute)",
+                "  each shift: {} (DescribeRoute, UpdateRoute with a client token of the rollout id {}, the stage and a per-run suffix); each check round: {} (DescribeRoute)",
                 c.per_shift,
-                client_token(rollout.id(), "0"),
+                rollout.id(),
                 c.per_check_round
             );
             out!(

@@ -22,9 +22,10 @@
 //! # Idempotent retries
 //!
 //! Each write carries the rollout's token for that step as the `clientToken`
-//! (`{rollout-id}-{step}`, or a digest of it when longer than App Mesh's 36 characters:
-//! see [`crate::traffic::client_token`]), so App Mesh treats a retried write as the same
-//! request.
+//! (`{rollout-id}-{step}-{run}`, or a digest of it when longer than App Mesh's 36
+//! characters: see [`crate::traffic::client_token`]), so App Mesh treats a retried write
+//! as the same request, and a rerun's write (the same weights after a rollback) as a new
+//! one.
 
 mod prepare;
 mod spec;
