@@ -166,9 +166,9 @@ impl Runner {
     async fn start(&mut self) -> Result<(Writer, Decision), RolloutError> {
         let cfg = &self.cfg;
         let budget = self.write_budget();
-        let seed = cfg.id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+        let mut seed = crate::traffic::Fnv::default();
+        seed.eat(cfg.id.bytes());
+        let seed = seed.0;
         let placeholder = Observed {
             weights: Weights::split(&cfg.stable, &cfg.candidate, 0)
                 .map_err(crate::error::ConfigError::from)?,

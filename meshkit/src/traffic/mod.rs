@@ -98,18 +98,31 @@ where
     I: IntoIterator<Item = P>,
     P: AsRef<[u8]>,
 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |b: u8| h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    let mut h = Fnv::default();
     for part in parts {
         let part = part.as_ref();
-        for b in (part.len() as u64).to_le_bytes() {
-            eat(b);
-        }
-        for &b in part {
-            eat(b);
+        h.eat((part.len() as u64).to_le_bytes());
+        h.eat(part.iter().copied());
+    }
+    format!("{:016x}", h.0)
+}
+
+/// 64-bit FNV-1a: stable across runs, builds and platforms (std's hasher is not), for
+/// revisions, tokens and seeds.
+pub(crate) struct Fnv(pub(crate) u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    pub(crate) fn eat(&mut self, bytes: impl IntoIterator<Item = u8>) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
     }
-    format!("{h:016x}")
 }
 
 /// One write meshkit asks a backend to make.

@@ -33,10 +33,9 @@ pub fn client_token(scope: &str, step: &str) -> String {
         return plain;
     }
     // FNV-1a over the unabridged text: stable across runs and builds.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in scope.bytes().chain([0]).chain(step.bytes()) {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
+    let mut h = super::Fnv::default();
+    h.eat(scope.bytes().chain([0]).chain(step.bytes()));
+    let h = h.0;
     let keep = MAX_TOKEN_LEN - 17;
     let head: String = plain.chars().take(keep).collect();
     format!("{head}-{h:016x}")
