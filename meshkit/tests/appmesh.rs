@@ -1,6 +1,8 @@
 //! `AppMeshRouter`, its preparation helpers and `CloudMapHealth` against the moto
 //! emulator, on the gopher topology. Real time, short bakes (see `meshkit_testing::gopher`).
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -96,15 +98,12 @@ async fn canary_resumed_on_app_mesh_costs_one_read_and_one_write_per_step() {
         .check(probe)
         .build()
         .unwrap();
-    let mut events = rollout.events();
+    let events = rollout.events();
     let outcome = rollout.run().await.unwrap();
     assert!(matches!(outcome, Outcome::Promoted { .. }), "{outcome}");
     let calls = counter.calls();
     let count = |op: &str| calls.iter().filter(|c| *c == op).count();
-    let mut seen = Vec::new();
-    while let Some(e) = events.recv().await {
-        seen.push(e);
-    }
+    let seen = common::drain(events).await;
     // Stage 0's weights were in force: nothing written for it, and said so.
     assert!(
         seen.contains(&meshkit::rollout::Event::AlreadyInForce { weights: split(10) }),

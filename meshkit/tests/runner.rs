@@ -70,11 +70,7 @@ async fn unhealthy_at_each_step_rolls_back_to_all_stable() {
 async fn a_thirty_minute_rollout_takes_well_under_a_second() {
     let r = router();
     let wall = std::time::Instant::now();
-    let rollout = Rollout::builder()
-        .router(r.clone())
-        .route(ROUTE)
-        .from("v1")
-        .to("v2")
+    let rollout = common::builder(&r)
         .strategy(Linear::new(10, Duration::from_secs(180)))
         .check(ScriptedHealthCheck::healthy())
         .build()
@@ -310,11 +306,7 @@ async fn blue_green_provisions_checks_without_traffic_then_retires_blue() {
     let r = router();
     let fleet = InMemoryFleet::new().ready_after(Duration::from_secs(30));
     let check = ScriptedHealthCheck::healthy();
-    let rollout = Rollout::builder()
-        .router(r.clone())
-        .route(ROUTE)
-        .from("v1")
-        .to("v2")
+    let rollout = common::builder(&r)
         .strategy(
             BlueGreen::new()
                 .pre_check(Duration::from_secs(20))
@@ -355,11 +347,7 @@ async fn blue_green_rollback_in_the_window_keeps_blue_and_retires_green() {
     let fleet = InMemoryFleet::new();
     // 2 pre-check evaluations pass, then green fails after the cutover.
     let check = ScriptedHealthCheck::fail_after(3, "errors");
-    let outcome = Rollout::builder()
-        .router(r.clone())
-        .route(ROUTE)
-        .from("v1")
-        .to("v2")
+    let outcome = common::builder(&r)
         .strategy(
             BlueGreen::new()
                 .pre_check(Duration::from_secs(20))
@@ -385,11 +373,7 @@ async fn blue_green_rollback_in_the_window_keeps_blue_and_retires_green() {
 async fn a_new_version_that_never_gets_ready_rolls_back_before_any_traffic() {
     let r = router();
     let fleet = InMemoryFleet::new().ready_after(Duration::from_secs(3600));
-    let outcome = Rollout::builder()
-        .router(r.clone())
-        .route(ROUTE)
-        .from("v1")
-        .to("v2")
+    let outcome = common::builder(&r)
         .strategy(BlueGreen::new())
         .check(ScriptedHealthCheck::healthy())
         .fleet(fleet)
@@ -482,14 +466,11 @@ async fn resume_continues_from_the_weights_found() {
         .resume(true)
         .build()
         .unwrap();
-    let mut events = rollout.events();
+    let events = rollout.events();
     assert!(rollout.run().await.unwrap().is_promoted());
     // The 25% step runs again (its bake starts over) and writes nothing.
     assert_eq!(r.writes(ROUTE), vec![split(50), split(100), alone()]);
-    let mut seen = Vec::new();
-    while let Some(e) = events.recv().await {
-        seen.push(e);
-    }
+    let seen = common::drain(events).await;
     assert!(
         matches!(&seen[0], Event::Started { from_stage: 1, .. }),
         "{:?}",
@@ -512,11 +493,7 @@ async fn resume_continues_from_the_weights_found() {
 #[tokio::test(start_paused = true)]
 async fn events_tell_the_whole_story_in_order() {
     let r = router();
-    let rollout = Rollout::builder()
-        .router(r.clone())
-        .route(ROUTE)
-        .from("v1")
-        .to("v2")
+    let rollout = common::builder(&r)
         .strategy(Canary::steps([50, 100]).bake(Duration::from_secs(10)))
         .check(ScriptedHealthCheck::healthy())
         .build()
@@ -736,9 +713,7 @@ async fn another_writer_setting_exactly_the_next_step_is_not_adopted() {
     // Left as the other writer set it; meshkit wrote 5% and 25% only.
     assert_eq!(r.weights(ROUTE), Some(split(50)));
     assert_eq!(r.writes(ROUTE), vec![split(5), split(25)]);
-    while let Some(e) = events.recv().await {
-        seen.push(e);
-    }
+    seen.extend(common::drain(events).await);
     let written: Vec<_> = seen
         .iter()
         .filter_map(|e| match e {
@@ -790,14 +765,11 @@ async fn a_rollback_at_stage_zero_writes_nothing_and_says_so() {
     let rollout = canary(&r, ScriptedHealthCheck::fail_after(0, "probe failed"))
         .build()
         .unwrap();
-    let mut events = rollout.events();
+    let events = rollout.events();
     let outcome = rollout.run().await.unwrap();
     assert!(!outcome.is_promoted(), "{outcome}");
     assert!(r.writes(ROUTE).is_empty());
-    let mut seen = Vec::new();
-    while let Some(e) = events.recv().await {
-        seen.push(e);
-    }
+    let seen = common::drain(events).await;
     assert!(
         !seen
             .iter()
@@ -946,11 +918,7 @@ mod misbehaving {
     #[tokio::test(start_paused = true)]
     async fn a_check_that_panics_counts_as_inconclusive_and_the_rollout_rolls_back() {
         let r = router();
-        let outcome = Rollout::builder()
-            .router(r.clone())
-            .route(ROUTE)
-            .from("v1")
-            .to("v2")
+        let outcome = common::builder(&r)
             .strategy(Canary::steps([10, 100]).bake(Duration::from_secs(60)))
             .check(meshkit::health::from_fn("panics", |_| async {
                 panic!("a bug in the check")
@@ -970,14 +938,7 @@ mod misbehaving {
     #[test]
     fn a_check_interval_alone_is_enough_and_absurd_bakes_are_refused() {
         let r = router();
-        let b = || {
-            Rollout::builder()
-                .router(r.clone())
-                .route(ROUTE)
-                .from("v1")
-                .to("v2")
-                .check(ScriptedHealthCheck::healthy())
-        };
+        let b = || common::builder(&r).check(ScriptedHealthCheck::healthy());
         // A 1 s interval without a timeout: the timeout follows the interval.
         assert!(
             b().strategy(Canary::steps([100]))

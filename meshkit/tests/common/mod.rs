@@ -39,6 +39,24 @@ pub fn canary(router: &InMemoryRouter, check: ScriptedHealthCheck) -> RolloutBui
         .check_timeout(Duration::from_secs(5))
 }
 
+/// A rollout of `ROUTE` from v1 to v2 on `router`, strategy and checks still to set.
+pub fn builder(router: &InMemoryRouter) -> RolloutBuilder {
+    Rollout::builder()
+        .router(router.clone())
+        .route(ROUTE)
+        .from("v1")
+        .to("v2")
+}
+
+/// Every event still to come, once the rollout has ended.
+pub async fn drain(mut events: meshkit::rollout::Events) -> Vec<meshkit::rollout::Event> {
+    let mut seen = Vec::new();
+    while let Some(e) = events.recv().await {
+        seen.push(e);
+    }
+    seen
+}
+
 /// Builds and runs a rollout that must end with an outcome (not an error).
 pub async fn run(builder: RolloutBuilder) -> meshkit::Outcome {
     builder.build().unwrap().run().await.unwrap()
