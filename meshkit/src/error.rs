@@ -22,13 +22,24 @@ pub enum WeightsError {
         /// How many were given.
         count: usize,
     },
-    /// A weight above 100.
-    #[error("weight {weight} for target '{target}' is outside 0-100")]
+    /// A weight above the largest allowed (100 for percentages).
+    #[error("weight {weight} for target '{target}' is outside 0-{max}")]
     OutOfRange {
         /// The target.
         target: String,
         /// The weight given.
         weight: u32,
+        /// The largest weight allowed.
+        max: u32,
+    },
+    /// Every weight is 0: the split sends traffic nowhere.
+    #[error("every weight is 0: a split must send traffic somewhere")]
+    NoTraffic,
+    /// Not a percentage meshkit can hold.
+    #[error("'{value}' is not a valid percentage: use 0 to 100 in steps of 0.1")]
+    BadPercent {
+        /// The value given.
+        value: String,
     },
     /// The weights do not add up to exactly 100.
     #[error("weights must sum to 100, got {sum}")]
@@ -66,6 +77,17 @@ pub enum ConfigError {
     /// The stable and new versions are the same target.
     #[error("the stable and new versions must differ, both are '{0}'")]
     SameVersions(String),
+    /// A plan step the route's backend cannot hold exactly (a 0.5% step on App Mesh,
+    /// which holds whole percents).
+    #[error(
+        "step {step} is finer than the backend holds (steps of {resolution}); use steps that are multiples of {resolution}, or a backend with finer weights (ALB, NLB, VPC Lattice and the local mesh hold 0.1%)"
+    )]
+    FinerThanBackend {
+        /// The step, for example `0.5%`.
+        step: String,
+        /// The backend's finest step, for example `1%`.
+        resolution: String,
+    },
     /// The route name is empty or malformed.
     #[error(
         "route name '{0}' is not valid: it must be 1-255 characters without control characters"

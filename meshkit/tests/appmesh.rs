@@ -182,7 +182,7 @@ async fn an_external_update_route_mid_rollout_is_detected_and_left_alone() {
     let meddle = from_fn("someone else", move |ctx| {
         let (intruder, done) = (intruder.clone(), done.clone());
         // Mid rollout: after the first shift, not in the check round before it.
-        let shifted = ctx.weights.percent(V2) > 0;
+        let shifted = ctx.weights.get(V2).unwrap_or(0) > 0;
         async move {
             if shifted && !std::mem::replace(&mut *done.lock().unwrap(), true) {
                 intruder

@@ -586,7 +586,10 @@ async fn a_canary_pre_check_rolls_back_before_any_user_traffic() {
         "{outcome}"
     );
     let writes = r.writes(ROUTE);
-    assert!(writes.iter().all(|w| w.percent("v2") == 0), "{writes:?}");
+    assert!(
+        writes.iter().all(|w| w.get("v2").unwrap_or(0) == 0),
+        "{writes:?}"
+    );
     assert!(check.contexts().iter().all(|c| c.weights == split(0)));
 }
 
@@ -605,7 +608,10 @@ async fn a_check_round_before_the_first_shift_keeps_a_bad_version_from_all_traff
     };
     assert_eq!(elapsed, Duration::ZERO, "no waiting for a check interval");
     let writes = r.writes(ROUTE);
-    assert!(writes.iter().all(|w| w.percent("v2") == 0), "{writes:?}");
+    assert!(
+        writes.iter().all(|w| w.get("v2").unwrap_or(0) == 0),
+        "{writes:?}"
+    );
     assert_eq!(check.contexts().len(), 1);
     assert_eq!(check.contexts()[0].weights, split(0));
 }
@@ -954,7 +960,7 @@ mod misbehaving {
             }
             fn stages(&self) -> Vec<meshkit::strategy::Stage> {
                 vec![meshkit::strategy::Stage::Shift {
-                    new_percent: 100,
+                    new_percent: meshkit::traffic::Percent::ALL,
                     bake: Duration::MAX,
                 }]
             }

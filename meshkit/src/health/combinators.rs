@@ -208,7 +208,7 @@ impl<C: HealthCheck> HealthCheck for OnlyWithTraffic<C> {
     }
 
     async fn check(&self, ctx: &CheckContext) -> Verdict {
-        if ctx.weights.percent(&ctx.candidate) == 0 {
+        if ctx.weights.get(&ctx.candidate).unwrap_or(0) == 0 {
             return Verdict::Healthy;
         }
         self.inner.check(ctx).await

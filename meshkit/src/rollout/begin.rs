@@ -2,7 +2,7 @@
 //! weights, the two versions, the plan and the policy, tested with a table.
 
 use crate::strategy::{Decision, Input, Position, Stage, Strategy};
-use crate::traffic::Weights;
+use crate::traffic::{Percent, Weights};
 
 /// Why a rollout cannot begin on the route as found. Nothing was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,7 +12,7 @@ pub(crate) enum Refusal {
     /// Not at 100% stable, and resuming is not allowed.
     NotAtStart,
     /// A split the plan never writes, and adopting it is not allowed.
-    NotResumable { plan: Vec<u8> },
+    NotResumable { plan: Vec<Percent> },
 }
 
 /// Where to begin, and the targets other than the two versions found at weight 0
@@ -37,7 +37,7 @@ pub(crate) fn begin(
     resume: bool,
     adopt: bool,
 ) -> Result<Begin, Refusal> {
-    let others: Vec<(&str, u8)> = found
+    let others: Vec<(&str, u32)> = found
         .iter()
         .filter(|(t, _)| *t != stable && *t != candidate)
         .collect();
@@ -60,7 +60,7 @@ pub(crate) fn begin(
         }
     } else {
         strategy
-            .resume(found.percent(candidate), adopt)
+            .resume(found, candidate, adopt)
             .ok_or_else(|| Refusal::NotResumable {
                 plan: stages.iter().filter_map(Stage::new_percent).collect(),
             })?
@@ -79,6 +79,10 @@ mod tests {
         Weights::new(pairs.iter().copied()).unwrap()
     }
 
+    fn r(pairs: &[(&str, u32)]) -> Weights {
+        Weights::relative(pairs.iter().copied()).unwrap()
+    }
+
     #[test]
     fn where_a_rollout_begins() {
         let plan = Canary::steps([10, 50, 100]).bake(Duration::from_secs(60));
@@ -87,7 +91,7 @@ mod tests {
             Ok(Decision::Run { index, stage })
         };
         let refused = Err(Refusal::NotResumable {
-            plan: vec![10, 50, 100],
+            plan: plan.percents(),
         });
         #[rustfmt::skip]
         let table: Vec<(Weights, bool, bool, Result<Decision, Refusal>)> = vec![
@@ -98,10 +102,19 @@ mod tests {
             (w(&[("v1", 50), ("v2", 50)]), false, false, Err(Refusal::NotAtStart)),
             (w(&[("v1", 50), ("v2", 50)]), true, false, run(1)),
             (w(&[("v1", 0), ("v2", 100)]), true, false, run(2)),
-            (w(&[("v1", 70), ("v2", 30)]), true, false, refused),
+            (w(&[("v1", 70), ("v2", 30)]), true, false, refused.clone()),
             (w(&[("v1", 70), ("v2", 30)]), true, true, run(1)),
             (w(&[("v2", 100)]), true, false, run(3)),
             (w(&[("v2", 100)]), false, false, Err(Refusal::NotAtStart)),
+            // Exact relative weights: 999:1 is 0.1%, not 0%, and 9:1 is the 10% step.
+            (r(&[("v1", 999), ("v2", 1)]), false, false, Err(Refusal::NotAtStart)),
+            (r(&[("v1", 999), ("v2", 1)]), true, false, refused.clone()),
+            (r(&[("v1", 999), ("v2", 1)]), true, true, run(0)),
+            (r(&[("v1", 9), ("v2", 1)]), true, false, run(0)),
+            (r(&[("v1", 2), ("v2", 1)]), true, false, refused.clone()),
+            (r(&[("v1", 2), ("v2", 1)]), true, true, run(1)),
+            (r(&[("v1", 501), ("v2", 499)]), true, true, run(1)),
+            (r(&[("v1", 499), ("v2", 501)]), true, true, run(2)),
         ];
         for (found, resume, adopt, expected) in table {
             let got = begin(&found, "v1", "v2", &plan, resume, adopt).map(|b| b.decision);

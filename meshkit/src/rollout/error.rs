@@ -3,7 +3,7 @@
 
 use crate::error::ConfigError;
 use crate::strategy::RollbackReason;
-use crate::traffic::{TrafficError, Weights};
+use crate::traffic::{Percent, TrafficError, Weights};
 
 /// How a rollout stopped without reaching promoted or rolled back.
 ///
@@ -51,7 +51,7 @@ pub enum RolloutError {
         /// The weights found.
         in_force: Weights,
         /// The plan's percentages on the new version.
-        plan: Vec<u8>,
+        plan: Vec<Percent>,
     },
     /// The route names targets other than the two versions with traffic on them;
     /// nothing was written. (Other targets at weight 0 are accepted and kept at 0.)
@@ -131,8 +131,8 @@ fn concurrent(
     }
 }
 
-fn percents(plan: &[u8]) -> String {
-    let parts: Vec<String> = plan.iter().map(|p| format!("{p}%")).collect();
+fn percents(plan: &[Percent]) -> String {
+    let parts: Vec<String> = plan.iter().map(Percent::to_string).collect();
     parts.join(", ")
 }
 

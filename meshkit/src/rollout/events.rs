@@ -67,6 +67,18 @@ pub enum Event {
         /// The split the data plane applies.
         applied: Weights,
     },
+    /// Measured traffic shows the data plane applies the weights (backends that
+    /// measure, such as a load balancer's request counts).
+    TrafficMeasured {
+        /// What was measured: each target's share and the number of requests.
+        detail: String,
+    },
+    /// The data plane was not seen applying the weights within the backend's settle
+    /// time plus the settle timeout (not yet, or too few requests to tell).
+    DataPlaneUnconfirmed {
+        /// What the backend said.
+        detail: String,
+    },
     /// A health evaluation finished.
     Verdict {
         /// The stage index.
@@ -141,6 +153,10 @@ impl fmt::Display for Event {
                 write!(f, "removed '{target}' from the route: {weights}")
             }
             Self::WeightsVerified { applied } => write!(f, "data plane applies {applied}"),
+            Self::TrafficMeasured { detail } => write!(f, "traffic measured: {detail}"),
+            Self::DataPlaneUnconfirmed { detail } => {
+                write!(f, "data plane not confirmed: {detail}")
+            }
             Self::Verdict {
                 stage,
                 verdict,

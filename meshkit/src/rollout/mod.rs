@@ -318,6 +318,18 @@ impl RolloutBuilder {
         Weights::split(&stable, &candidate, 0)?;
         let strategy = self.strategy.ok_or(ConfigError::Missing("strategy"))?;
         strategy.validate()?;
+        let resolution = router.resolution();
+        if let Some(step) = strategy
+            .stages()
+            .iter()
+            .filter_map(Stage::new_percent)
+            .find(|p| !p.is_multiple_of(resolution))
+        {
+            return Err(ConfigError::FinerThanBackend {
+                step: step.to_string(),
+                resolution: resolution.to_string(),
+            });
+        }
         if self.checks.is_empty() {
             return Err(ConfigError::NoChecks);
         }

@@ -20,7 +20,7 @@ use super::{Config, Outcome, RollbackReason};
 use crate::error::WeightsError;
 use crate::health::{CheckContext, Verdict};
 use crate::strategy::{Decision, Input, Position, Stage};
-use crate::traffic::{Observed, Weights, client_token};
+use crate::traffic::{Convergence, Observed, Percent, Weights, client_token};
 
 /// What one stage ended with.
 pub(crate) enum StageEnd {
@@ -237,15 +237,12 @@ impl Runner {
 
     /// The two-version split with `new_percent` on the new version, and any leftover
     /// targets found at weight 0 kept at 0. The names were validated by the builder.
-    pub(crate) fn split(&self, new_percent: u8) -> Result<Weights, WeightsError> {
-        let stable = 100 - u32::from(new_percent.min(100));
-        Weights::new(
-            [
-                (self.cfg.stable.as_str(), stable),
-                (self.cfg.candidate.as_str(), 100 - stable),
-            ]
-            .into_iter()
-            .chain(self.zeros.iter().map(|t| (t.as_str(), 0))),
+    pub(crate) fn split(&self, new_percent: Percent) -> Result<Weights, WeightsError> {
+        Weights::split_with(
+            &self.cfg.stable,
+            &self.cfg.candidate,
+            new_percent,
+            self.zeros.iter().map(String::as_str),
         )
     }
 
@@ -277,7 +274,7 @@ impl Runner {
         if !seen.weights.is_all_on(&self.cfg.candidate) {
             // Only a custom strategy that promotes before a 100% shift gets here.
             let target = self
-                .split(100)
+                .split(Percent::ALL)
                 .map_err(|e| RolloutError::Config(e.into()))?;
             let token = self.token("final");
             let last = writer.known().clone();
@@ -307,7 +304,9 @@ impl Runner {
             "rollback",
             vec![KeyValue::new("reason", reason.to_string())],
         );
-        let target = self.split(0).map_err(|e| RolloutError::Config(e.into()))?;
+        let target = self
+            .split(Percent::ZERO)
+            .map_err(|e| RolloutError::Config(e.into()))?;
         let token = self.token("rollback");
         let budget = Budget {
             max_attempts: None,
@@ -316,8 +315,19 @@ impl Runner {
         match writer.apply(&target, &token, budget, &self.emit).await {
             Ok(applied) => {
                 self.emit_applied(&applied);
+                let confirmed = match &applied.data_plane {
+                    Convergence::Unknown | Convergence::Applied { .. } => true,
+                    other => {
+                        // The new version may still take traffic: it is not retired.
+                        self.emit.send(Event::DataPlaneUnconfirmed {
+                            detail: format!("{other}; the new version is left running"),
+                        });
+                        false
+                    }
+                };
                 let seen = applied.seen;
-                if let Some(fleet) = &self.cfg.fleet
+                if confirmed
+                    && let Some(fleet) = &self.cfg.fleet
                     && let Err(e) = fleet.retire(&self.cfg.candidate).await
                 {
                     self.emit.send(Event::FleetWarning {
@@ -390,7 +400,7 @@ impl Runner {
             KeyValue::new("meshkit.stage", stage.to_string()),
         ]);
         if let Stage::Shift { new_percent, .. } = stage {
-            span.set_attribute(KeyValue::new("meshkit.new_percent", i64::from(new_percent)));
+            span.set_attribute(KeyValue::new("meshkit.new_percent", new_percent.as_f64()));
         }
         let end = self.stage_body(writer, index, stage, &mut span).await;
         let status = match &end {
@@ -433,8 +443,8 @@ impl Runner {
                 match writer.apply(&target, &token, budget, &self.emit).await {
                     Ok(applied) => {
                         self.emit_applied(&applied);
-                        if let Some(applied) = writer.applied().await {
-                            self.emit.send(Event::WeightsVerified { applied });
+                        if let Err(reason) = self.data_plane(writer, &applied.data_plane).await {
+                            return StageEnd::Failed(reason);
                         }
                     }
                     Err(WriteFail::Failed { error, .. }) => {
@@ -538,12 +548,34 @@ impl Runner {
         }
     }
 
+    /// Reports what the data plane said about a forward write; a split it was not seen
+    /// applying fails the step (its checks would judge a split that is not in force).
+    async fn data_plane(&self, writer: &Writer, said: &Convergence) -> Result<(), RollbackReason> {
+        match said {
+            Convergence::Unknown => Ok(()),
+            Convergence::Applied { detail } => {
+                self.emit.send(match writer.applied().await {
+                    Some(applied) => Event::WeightsVerified { applied },
+                    None => Event::TrafficMeasured {
+                        detail: detail.clone(),
+                    },
+                });
+                Ok(())
+            }
+            other => {
+                self.emit.send(Event::DataPlaneUnconfirmed {
+                    detail: other.to_string(),
+                });
+                Err(RollbackReason::NotApplied(other.to_string()))
+            }
+        }
+    }
+
     /// Whether a shift to `new_percent` must pass a round of checks first.
-    fn gate_needed(&self, writer: &Writer, new_percent: u8) -> bool {
+    fn gate_needed(&self, writer: &Writer, new_percent: Percent) -> bool {
         gate_needed(
             &self.cfg.policy,
-            writer.known().percent(&self.cfg.candidate),
-            new_percent,
+            writer.known().compare(&self.cfg.candidate, new_percent) == std::cmp::Ordering::Less,
             self.tally.last_healthy,
             Instant::now(),
         )

@@ -113,19 +113,18 @@ impl BakeClock {
     }
 }
 
-/// Whether a shift from `now_percent` to `next_percent` on the new version must pass a
-/// round of checks first: it raises the new version's share, the policy asks for it,
-/// and no healthy verdict younger than one check interval covers it.
+/// Whether a shift on the new version must pass a round of checks first: it `raises`
+/// the new version's share, the policy asks for it, and no healthy verdict younger
+/// than one check interval covers it.
 pub(crate) fn gate_needed(
     policy: &Policy,
-    now_percent: u8,
-    next_percent: u8,
+    raises: bool,
     last_healthy: Option<Instant>,
     now: Instant,
 ) -> bool {
     let interval: Duration = policy.check_interval;
     policy.check_before_shift
-        && next_percent > now_percent
+        && raises
         && last_healthy.is_none_or(|t| now.saturating_duration_since(t) >= interval)
 }
 
@@ -261,7 +260,7 @@ mod tests {
         ];
         for (policy, from, to, healthy, now, expected) in table {
             assert_eq!(
-                gate_needed(policy, from, to, healthy, now),
+                gate_needed(policy, to > from, healthy, now),
                 expected,
                 "{from}->{to} {healthy:?}"
             );

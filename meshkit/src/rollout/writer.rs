@@ -14,7 +14,7 @@ use tokio::time::{Instant, sleep};
 
 use super::events::{Emitter, Event};
 use super::policy::Policy;
-use crate::traffic::TrafficError;
+use crate::traffic::{Convergence, TrafficError};
 use crate::traffic::{Observed, RouteRef, TrafficRouter, Weights, WriteRequest};
 
 /// How a write ended when it did not succeed.
@@ -36,6 +36,9 @@ pub(crate) struct Applied {
     pub(crate) seen: Observed,
     /// False when the target was already in force and nothing was written.
     pub(crate) wrote: bool,
+    /// What the data plane said about the write (`Unknown` when nothing was written):
+    /// the last answer of [`TrafficRouter::converged`], settled or not.
+    pub(crate) data_plane: Convergence,
 }
 
 /// Limits for one write: attempts and an instant after which no new attempt starts.
@@ -46,7 +49,7 @@ pub(crate) struct Budget {
 }
 
 enum Settle {
-    Done(Observed),
+    Done(Observed, Convergence),
     Foreign(Observed),
     NotVisible,
     ReadFailed(TrafficError),
@@ -256,6 +259,7 @@ impl Writer {
                 return Ok(Applied {
                     seen,
                     wrote: attempt > 0 || was_pending,
+                    data_plane: Convergence::Unknown,
                 });
             }
             if attempt > 0 && !self.may_retry(attempt, budget) {
@@ -277,7 +281,13 @@ impl Writer {
             };
             match result {
                 Ok(returned) => match self.settle(target, returned).await {
-                    Settle::Done(seen) => return Ok(Applied { seen, wrote: true }),
+                    Settle::Done(seen, data_plane) => {
+                        return Ok(Applied {
+                            seen,
+                            wrote: true,
+                            data_plane,
+                        });
+                    }
                     Settle::Foreign(seen) => return Err(self.foreign(seen)),
                     Settle::NotVisible => {
                         let e = TrafficError::transport(format!(
@@ -316,8 +326,8 @@ impl Writer {
         }
     }
 
-    /// After a successful write call: waits until reads show `target` (and the data
-    /// plane applies it, where the backend can tell).
+    /// After a successful write call: waits until reads show `target`, then until the
+    /// data plane applies it (see [`Writer::converge`]).
     async fn settle(&mut self, target: &Weights, returned: Option<Observed>) -> Settle {
         let until = Instant::now() + self.policy.settle_timeout;
         let mut pause = Duration::from_millis(50);
@@ -338,9 +348,10 @@ impl Writer {
                     Err(e) => return Settle::ReadFailed(e),
                 },
             };
-            if seen.weights == *target && self.applied_matches(target).await {
+            if seen.weights == *target {
                 self.adopt(seen.clone());
-                return Settle::Done(seen);
+                let data_plane = self.converge(target).await;
+                return Settle::Done(seen, data_plane);
             }
             if seen.weights != *target && !self.is_ours(&seen) {
                 return Settle::Foreign(seen);
@@ -353,14 +364,41 @@ impl Writer {
         }
     }
 
-    async fn applied_matches(&self, target: &Weights) -> bool {
-        match self.call_applied().await {
-            Ok(None) => true,
-            Ok(Some(applied)) => applied == *target,
-            Err(e) => {
-                tracing::debug!(route = %self.route, error = %e, "data plane check failed");
-                false
+    /// Asks the data plane whether it applies `target` until the answer is settled
+    /// or the router's settle time plus the settle timeout has passed; returns the
+    /// last answer. The write is visible and ours by then, so nothing is rewritten:
+    /// a data plane that lags is waited for, not written to again.
+    async fn converge(&self, target: &Weights) -> Convergence {
+        let settle_time = self.router.settle_time();
+        let until = Instant::now() + settle_time + self.policy.settle_timeout;
+        let max_pause = (settle_time / 20).clamp(Duration::from_secs(1), Duration::from_secs(15));
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let answer = match self.call_converged(target).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(route = %self.route, error = %e, "data plane check failed");
+                    Convergence::NotYet {
+                        detail: format!("the data plane check failed: {e}"),
+                    }
+                }
+            };
+            if answer.settled() || Instant::now() >= until {
+                return answer;
             }
+            sleep(pause).await;
+            pause = (pause * 2).min(max_pause);
+        }
+    }
+
+    /// [`TrafficRouter::converged`], bounded by the call timeout.
+    async fn call_converged(&self, target: &Weights) -> Result<Convergence, TrafficError> {
+        let limit = self.policy.call_timeout;
+        match tokio::time::timeout(limit, self.router.converged(&self.route, target)).await {
+            Ok(r) => r,
+            Err(_) => Err(TrafficError::transport(format!(
+                "the data plane gave no answer within {limit:?}"
+            ))),
         }
     }
 

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::{Stage, Strategy, check_bake, validate_stages};
 use crate::error::ConfigError;
+use crate::traffic::Percent;
 
 /// Brings green (the new version) up beside blue, runs the checks against green before
 /// it takes any user traffic, switches all traffic at once, then watches for `bake`
@@ -64,7 +65,7 @@ impl Strategy for BlueGreen {
                 bake: self.pre_check,
             },
             Stage::Shift {
-                new_percent: 100,
+                new_percent: Percent::ALL,
                 bake: self.bake,
             },
             Stage::Retire,
@@ -116,7 +117,7 @@ mod tests {
                 Decision::Run {
                     index: 2,
                     stage: Stage::Shift {
-                        new_percent: 100,
+                        new_percent: Percent::ALL,
                         bake: Duration::from_secs(50)
                     }
                 },

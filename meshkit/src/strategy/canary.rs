@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::{Stage, Strategy, check_bake, validate_stages};
 use crate::error::ConfigError;
+use crate::traffic::Percent;
 
 /// Shifts traffic to the new version in explicit steps (for example 5, 25, 50, 100),
 /// watching the checks for `bake` at each, the last (100%) step included. Then
@@ -18,9 +19,14 @@ use crate::error::ConfigError;
 /// // Flagger-style: 10% more each step up to 50%, then promotion at 100%.
 /// let stepped = Canary::step_max(10, 50);
 /// assert_eq!(stepped.percents(), vec![10, 20, 30, 40, 50, 100]);
+/// // A half-percent first step, for a backend that holds 0.1% steps (ALB, NLB, Lattice).
+/// let fine = Canary::steps_exact(["0.5".parse()?, "5".parse()?, "100".parse()?]);
+/// assert!(fine.validate().is_ok());
+/// # Ok::<(), meshkit::WeightsError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Canary {
+    /// Tenths of a percent (out-of-range values are kept for `validate` to report).
     steps: Vec<u32>,
     bake: Duration,
     pre_check: Option<Duration>,
@@ -34,7 +40,19 @@ impl Canary {
     /// and end at 100 (checked by [`Strategy::validate`]).
     pub fn steps(steps: impl IntoIterator<Item = u32>) -> Self {
         Self {
-            steps: steps.into_iter().collect(),
+            steps: tenths_of(steps),
+            bake: DEFAULT_BAKE,
+            pre_check: None,
+        }
+    }
+
+    /// Explicit steps in 0.1% units (`0.5%`, `5%`, `100%`); the same rules as
+    /// [`Canary::steps`]. The route's backend must hold the finest step
+    /// ([`crate::traffic::TrafficRouter::resolution`]), or the rollout is refused
+    /// before anything is written.
+    pub fn steps_exact(steps: impl IntoIterator<Item = Percent>) -> Self {
+        Self {
+            steps: steps.into_iter().map(|p| u32::from(p.tenths())).collect(),
             bake: DEFAULT_BAKE,
             pre_check: None,
         }
@@ -55,7 +73,7 @@ impl Canary {
             steps.push(100);
         }
         Self {
-            steps,
+            steps: tenths_of(steps),
             bake: DEFAULT_BAKE,
             pre_check: None,
         }
@@ -80,17 +98,43 @@ impl Canary {
         self
     }
 
-    /// The step percentages.
-    pub fn percents(&self) -> Vec<u32> {
-        self.steps.clone()
+    /// The step percentages (those in range; [`Strategy::validate`] reports others).
+    pub fn percents(&self) -> Vec<Percent> {
+        self.steps
+            .iter()
+            .filter_map(|t| Percent::from_tenths(*t).ok())
+            .collect()
     }
 }
 
-pub(super) fn shift_stages(percents: &[u32], bake: Duration) -> Vec<Stage> {
-    percents
+/// Whole percents as tenths, saturating so that an out-of-range value stays out of range.
+pub(super) fn tenths_of(whole: impl IntoIterator<Item = u32>) -> Vec<u32> {
+    whole.into_iter().map(|p| p.saturating_mul(10)).collect()
+}
+
+/// Refuses a step above 100%, before the steps become stages.
+pub(super) fn check_range(
+    strategy: &str,
+    field: &'static str,
+    tenths: &[u32],
+) -> Result<(), ConfigError> {
+    match tenths.iter().find(|t| **t > 1000) {
+        Some(t) => Err(ConfigError::Strategy {
+            strategy: strategy.to_owned(),
+            field,
+            problem: format!("step {}% is outside 1-100", t / 10),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// One shift per step; steps are range-checked ([`check_range`]) before this is used
+/// for a rollout, so the clamp never applies to a plan that runs.
+pub(super) fn shift_stages(tenths: &[u32], bake: Duration) -> Vec<Stage> {
+    tenths
         .iter()
-        .map(|p| Stage::Shift {
-            new_percent: (*p).min(255) as u8,
+        .map(|t| Stage::Shift {
+            new_percent: Percent::from_tenths(*t).unwrap_or(Percent::ALL),
             bake,
         })
         .collect()
@@ -120,6 +164,7 @@ impl Strategy for Canary {
                 problem: "no steps given".into(),
             });
         }
+        check_range(self.name(), "steps", &self.steps)?;
         check_bake(self.name(), "bake", self.bake)?;
         if let Some(d) = self.pre_check {
             check_bake(self.name(), "pre_check", d)?;
@@ -132,6 +177,30 @@ impl Strategy for Canary {
 mod tests {
     use super::*;
 
+    fn pct(p: u32) -> Percent {
+        Percent::whole(p).unwrap()
+    }
+
+    #[test]
+    fn steps_in_tenths_validate_like_whole_ones() {
+        let t =
+            |v: &[u32]| Canary::steps_exact(v.iter().map(|t| Percent::from_tenths(*t).unwrap()));
+        assert!(t(&[5, 50, 1000]).validate().is_ok());
+        assert_eq!(
+            healthy_percents(&t(&[1, 5, 1000])),
+            [
+                Percent::TENTH,
+                Percent::from_tenths(5).unwrap(),
+                Percent::ALL
+            ]
+        );
+        assert!(t(&[5, 5, 1000]).validate().is_err());
+        assert!(t(&[0, 1000]).validate().is_err());
+        assert!(t(&[5, 999]).validate().is_err());
+        let err = Canary::steps([10, 150]).validate().unwrap_err().to_string();
+        assert!(err.contains("step 150% is outside 1-100"), "{err}");
+    }
+
     #[test]
     fn a_pre_check_comes_first_with_no_traffic() {
         let d = Duration::from_secs(5);
@@ -142,11 +211,11 @@ mod tests {
             vec![
                 Stage::Check { bake: d },
                 Stage::Shift {
-                    new_percent: 10,
+                    new_percent: pct(10),
                     bake: DEFAULT_BAKE
                 },
                 Stage::Shift {
-                    new_percent: 100,
+                    new_percent: Percent::ALL,
                     bake: DEFAULT_BAKE
                 },
                 Stage::Retire,
@@ -172,7 +241,7 @@ mod tests {
         let shift = |index, p| Decision::Run {
             index,
             stage: Stage::Shift {
-                new_percent: p,
+                new_percent: pct(p),
                 bake,
             },
         };
@@ -226,7 +295,7 @@ mod tests {
             Decision::Run {
                 index: 2,
                 stage: Stage::Shift {
-                    new_percent: 100,
+                    new_percent: Percent::ALL,
                     ..
                 }
             }

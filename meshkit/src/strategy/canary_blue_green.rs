@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use super::canary::shift_stages;
+use super::canary::{check_range, shift_stages, tenths_of};
 use super::{BlueGreen, Stage, Strategy, check_bake, validate_stages};
 use crate::error::ConfigError;
+use crate::traffic::Percent;
 
 /// Green comes up beside blue and is checked with no user traffic; then it takes
 /// canary steps (each baked for `step_bake`), then the full cutover, watched for the
@@ -22,6 +23,7 @@ use crate::error::ConfigError;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanaryBlueGreen {
+    /// Tenths of a percent.
     steps: Vec<u32>,
     step_bake: Duration,
     bg: BlueGreen,
@@ -32,7 +34,17 @@ impl CanaryBlueGreen {
     /// step, 60 s pre-check, 10 min window after the cutover.
     pub fn new(steps: impl IntoIterator<Item = u32>) -> Self {
         Self {
-            steps: steps.into_iter().collect(),
+            steps: tenths_of(steps),
+            step_bake: Duration::from_secs(60),
+            bg: BlueGreen::new(),
+        }
+    }
+
+    /// Canary steps in 0.1% units (each 0.1-99.9%, rising); otherwise as
+    /// [`CanaryBlueGreen::new`].
+    pub fn new_exact(steps: impl IntoIterator<Item = Percent>) -> Self {
+        Self {
+            steps: steps.into_iter().map(|p| u32::from(p.tenths())).collect(),
             step_bake: Duration::from_secs(60),
             bg: BlueGreen::new(),
         }
@@ -71,7 +83,7 @@ impl Strategy for CanaryBlueGreen {
         ];
         stages.extend(shift_stages(&self.steps, self.step_bake));
         stages.push(Stage::Shift {
-            new_percent: 100,
+            new_percent: Percent::ALL,
             bake: self.bg.bake,
         });
         stages.push(Stage::Retire);
@@ -79,11 +91,15 @@ impl Strategy for CanaryBlueGreen {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(p) = self.steps.iter().find(|p| **p >= 100) {
+        check_range(self.name(), "steps", &self.steps)?;
+        if let Some(p) = self.steps.iter().find(|p| **p >= 1000) {
             return Err(ConfigError::Strategy {
                 strategy: self.name().into(),
                 field: "steps",
-                problem: format!("canary step {p}% must be below 100 (the cutover is added)"),
+                problem: format!(
+                    "canary step {}% must be below 100 (the cutover is added)",
+                    p / 10
+                ),
             });
         }
         check_bake(self.name(), "step_bake", self.step_bake)?;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::canary::shift_stages;
 use super::{Stage, Strategy, check_bake, validate_stages};
 use crate::error::ConfigError;
+use crate::traffic::Percent;
 
 /// Moves `step` percent more to the new version every `wait`: min(w + step, 100), as
 /// the AWS canary pipeline's `PercentageStep` and `WaitTime` do. Unlike that pipeline,
@@ -20,6 +21,7 @@ use crate::error::ConfigError;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Linear {
+    /// Tenths of a percent.
     step: u32,
     wait: Duration,
 }
@@ -27,18 +29,37 @@ pub struct Linear {
 impl Linear {
     /// A step of `step` percent (1-100) every `wait`.
     pub fn new(step: u32, wait: Duration) -> Self {
-        Self { step, wait }
+        Self {
+            step: step.saturating_mul(10),
+            wait,
+        }
     }
 
-    /// The percentages the plan goes through.
-    pub fn percents(&self) -> Vec<u32> {
-        if self.step == 0 || self.step > 100 {
-            return vec![self.step];
+    /// A step in 0.1% units (`Percent::from_tenths(5)` moves 0.5% at a time, 200
+    /// steps) every `wait`.
+    pub fn exact(step: Percent, wait: Duration) -> Self {
+        Self {
+            step: u32::from(step.tenths()),
+            wait,
+        }
+    }
+
+    /// The percentages the plan goes through (empty for a step outside 0.1-100%).
+    pub fn percents(&self) -> Vec<Percent> {
+        self.tenths()
+            .into_iter()
+            .filter_map(|t| Percent::from_tenths(t).ok())
+            .collect()
+    }
+
+    fn tenths(&self) -> Vec<u32> {
+        if self.step == 0 || self.step > 1000 {
+            return Vec::new();
         }
         let mut out = Vec::new();
         let mut w = 0;
-        while w < 100 {
-            w = (w + self.step).min(100);
+        while w < 1000 {
+            w = (w + self.step).min(1000);
             out.push(w);
         }
         out
@@ -51,17 +72,19 @@ impl Strategy for Linear {
     }
 
     fn stages(&self) -> Vec<Stage> {
-        let mut stages = shift_stages(&self.percents(), self.wait);
+        let mut stages = shift_stages(&self.tenths(), self.wait);
         stages.push(Stage::Retire);
         stages
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.step == 0 || self.step > 100 {
+        if self.step == 0 || self.step > 1000 {
+            let shown = Percent::from_tenths(self.step)
+                .map_or_else(|_| format!("{}%", self.step / 10), |p| p.to_string());
             return Err(ConfigError::Strategy {
                 strategy: self.name().into(),
                 field: "step",
-                problem: format!("{}% is outside 1-100", self.step),
+                problem: format!("{shown} is outside 0.1-100%"),
             });
         }
         check_bake(self.name(), "wait", self.wait)?;
@@ -93,7 +116,7 @@ mod tests {
         let out = drive(&l, &[Input::Start, Input::Passed, Input::Passed]);
         // After the 100% step passes its bake, retire comes next: the 100% step baked.
         assert!(
-            matches!(out[1], Decision::Run { stage: Stage::Shift { new_percent: 100, bake }, .. } if bake == Duration::from_secs(60))
+            matches!(out[1], Decision::Run { stage: Stage::Shift { new_percent: Percent::ALL, bake }, .. } if bake == Duration::from_secs(60))
         );
         let failed = drive(
             &l,

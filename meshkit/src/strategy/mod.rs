@@ -24,6 +24,7 @@ pub use linear::Linear;
 pub use reason::RollbackReason;
 
 use crate::error::ConfigError;
+use crate::traffic::{Percent, Weights};
 
 /// One step of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +39,8 @@ pub enum Stage {
     },
     /// Send `new_percent` of traffic to the new version, then watch the checks for `bake`.
     Shift {
-        /// Percentage on the new version, 1 to 100.
-        new_percent: u8,
+        /// Share on the new version, 0.1% to 100% (`Percent::whole(10)?` for 10%).
+        new_percent: Percent,
         /// How long to watch before the next stage.
         bake: Duration,
     },
@@ -59,7 +60,7 @@ impl Stage {
     }
 
     /// The new version's percentage for a [`Stage::Shift`], `None` for other stages.
-    pub fn new_percent(&self) -> Option<u8> {
+    pub fn new_percent(&self) -> Option<Percent> {
         match self {
             Self::Shift { new_percent, .. } => Some(*new_percent),
             _ => None,
@@ -73,7 +74,7 @@ impl fmt::Display for Stage {
             Self::Provision => f.write_str("provision new version"),
             Self::Check { bake } => write!(f, "check new version for {bake:?} (no traffic)"),
             Self::Shift { new_percent, bake } => {
-                write!(f, "shift {new_percent}% to new, bake {bake:?}")
+                write!(f, "shift {new_percent} to new, bake {bake:?}")
             }
             Self::Retire => f.write_str("take stable version off the route, retire it"),
         }
@@ -148,15 +149,9 @@ pub trait Strategy: Send + Sync + fmt::Debug {
             Input::Passed => run(at.stage.map_or(0, |i| i + 1)),
             Input::Failed(reason) => Decision::RollBack(reason.clone()),
             Input::PromoteNow => {
-                let cutover = stages.iter().rposition(|s| {
-                    matches!(
-                        s,
-                        Stage::Shift {
-                            new_percent: 100,
-                            ..
-                        }
-                    )
-                });
+                let cutover = stages
+                    .iter()
+                    .rposition(|s| s.new_percent() == Some(Percent::ALL));
                 match (cutover, at.stage) {
                     (Some(c), Some(i)) if i >= c => run(i + 1),
                     (Some(c), _) => run(c),
@@ -166,16 +161,18 @@ pub trait Strategy: Send + Sync + fmt::Debug {
         }
     }
 
-    /// Where a resumed rollout carries on when the route is found with `new_percent`
-    /// (1 to 100) on the new version and the rest on the stable one.
+    /// Where a resumed rollout carries on when the route is found split between the
+    /// stable and new versions, `found` exactly as the backend holds it (`new` is the
+    /// new version's target name).
     ///
     /// The default accepts only a split the plan itself produces: it returns the
-    /// [`Stage::Shift`] that set exactly `new_percent`, to run again (its write finds
-    /// the weights in force and writes nothing; its bake starts over). Any other split
-    /// was not written by this plan and gives `None`: the runner refuses to start.
-    /// With `adopt` (an explicit choice of the operator), any split is taken: the first
-    /// shift at or above `new_percent`.
-    fn resume(&self, new_percent: u8, adopt: bool) -> Option<Decision> {
+    /// [`Stage::Shift`] whose share equals the new version's share exactly, to run
+    /// again (its write finds the weights in force and writes nothing; its bake starts
+    /// over). Any other split was not written by this plan and gives `None`: the runner
+    /// refuses to start. With `adopt` (an explicit choice of the operator), any split
+    /// is taken: the first shift at or above the new version's share (a rule at
+    /// 999:1 resumes at the first step of 0.1% or more).
+    fn resume(&self, found: &Weights, new: &str, adopt: bool) -> Option<Decision> {
         let stages = self.stages();
         let at = |index: usize| {
             stages.get(index).map(|stage| Decision::Run {
@@ -183,14 +180,18 @@ pub trait Strategy: Send + Sync + fmt::Debug {
                 stage: *stage,
             })
         };
-        let exact = stages
-            .iter()
-            .position(|s| s.new_percent() == Some(new_percent));
+        let exact = stages.iter().position(|s| {
+            s.new_percent()
+                .is_some_and(|p| found.compare(new, p) == std::cmp::Ordering::Equal)
+        });
         match exact {
             Some(index) => at(index),
             None if adopt => stages
                 .iter()
-                .position(|s| s.new_percent().is_some_and(|p| p >= new_percent))
+                .position(|s| {
+                    s.new_percent()
+                        .is_some_and(|p| found.compare(new, p) != std::cmp::Ordering::Greater)
+                })
                 .and_then(at),
             None => None,
         }
@@ -213,8 +214,8 @@ macro_rules! forward_strategy {
             fn decide(&self, at: Position, input: &Input) -> Decision {
                 (**self).decide(at, input)
             }
-            fn resume(&self, new_percent: u8, adopt: bool) -> Option<Decision> {
-                (**self).resume(new_percent, adopt)
+            fn resume(&self, found: &Weights, new: &str, adopt: bool) -> Option<Decision> {
+                (**self).resume(found, new, adopt)
             }
         }
     };
@@ -239,7 +240,7 @@ pub fn validate_stages(strategy: &str, stages: &[Stage]) -> Result<(), ConfigErr
             format!("{} stages, at most 1000", stages.len()),
         ));
     }
-    let shifts: Vec<(usize, u8)> = stages
+    let shifts: Vec<(usize, Percent)> = stages
         .iter()
         .enumerate()
         .filter_map(|(i, s)| match s {
@@ -250,19 +251,19 @@ pub fn validate_stages(strategy: &str, stages: &[Stage]) -> Result<(), ConfigErr
     let (Some(&(first, _)), Some(&(last, last_pct))) = (shifts.first(), shifts.last()) else {
         return Err(err("steps", "the plan has no traffic shift".into()));
     };
-    if let Some(&(_, p)) = shifts.iter().find(|(_, p)| *p == 0 || *p > 100) {
-        return Err(err("steps", format!("step {p}% is outside 1-100")));
+    if shifts.iter().any(|(_, p)| *p == Percent::ZERO) {
+        return Err(err("steps", "step 0% is outside 0.1-100%".into()));
     }
     if let Some(w) = shifts.windows(2).find(|w| w[1].1 <= w[0].1) {
         return Err(err(
             "steps",
-            format!("steps must increase, {}% follows {}%", w[1].1, w[0].1),
+            format!("steps must increase, {} follows {}", w[1].1, w[0].1),
         ));
     }
-    if last_pct != 100 {
+    if last_pct != Percent::ALL {
         return Err(err(
             "steps",
-            format!("the last step must be 100%, got {last_pct}%"),
+            format!("the last step must be 100%, got {last_pct}"),
         ));
     }
     for (i, s) in stages.iter().enumerate() {
@@ -318,7 +319,7 @@ pub(crate) mod table {
     }
 
     /// The shift percentages a fully healthy run goes through.
-    pub fn healthy_percents(s: &dyn Strategy) -> Vec<u8> {
+    pub fn healthy_percents(s: &dyn Strategy) -> Vec<Percent> {
         let n = s.stages().len();
         let mut inputs = vec![Input::Start];
         inputs.extend(std::iter::repeat_n(Input::Passed, n));

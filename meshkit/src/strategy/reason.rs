@@ -18,6 +18,9 @@ pub enum RollbackReason {
     ProvisionFailed(String),
     /// A forward weight change could not be written (retries exhausted).
     WriteFailed(String),
+    /// A forward weight change was written, but the data plane was not seen applying
+    /// it within the settle time (measured traffic disagreed, or too few requests).
+    NotApplied(String),
 }
 
 impl fmt::Display for RollbackReason {
@@ -29,6 +32,9 @@ impl fmt::Display for RollbackReason {
             Self::DeadlineExceeded => f.write_str("deadline exceeded"),
             Self::ProvisionFailed(r) => write!(f, "new version not ready: {r}"),
             Self::WriteFailed(r) => write!(f, "weight change failed: {r}"),
+            Self::NotApplied(r) => {
+                write!(f, "weights written but not applied by the data plane: {r}")
+            }
         }
     }
 }

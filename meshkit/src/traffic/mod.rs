@@ -1,11 +1,14 @@
 //! Traffic: the [`TrafficRouter`] trait that every backend implements, the route it
-//! acts on ([`RouteRef`]), and the validated split ([`Weights`]).
+//! acts on ([`RouteRef`]), the validated split ([`Weights`], exact as a backend holds
+//! it) and the unit plans are written in ([`Percent`], steps of 0.1%).
 
 #[cfg(feature = "appmesh")]
 pub mod appmesh;
+mod convergence;
 mod error;
 #[cfg(feature = "local")]
 pub mod local;
+mod percent;
 mod token;
 mod weights;
 
@@ -13,9 +16,11 @@ use std::fmt;
 
 use async_trait::async_trait;
 
+pub use convergence::{Convergence, Judge, judge};
 pub use error::TrafficError;
+pub use percent::Percent;
 pub use token::{MAX_TOKEN_LEN, client_token};
-pub use weights::{MAX_NAME_LEN, MAX_TARGETS, Weights};
+pub use weights::{MAX_NAME_LEN, MAX_TARGETS, MAX_WEIGHT, Weights};
 
 use crate::error::ConfigError;
 
@@ -206,11 +211,49 @@ pub trait TrafficRouter: Send + Sync {
         request: &WriteRequest,
     ) -> Result<Option<Observed>, TrafficError>;
 
-    /// The split the data plane actually applies, when the backend can tell (the local
-    /// mesh can; App Mesh cannot). `Ok(None)` means not supported; the default.
+    /// The split the data plane actually applies, when the backend knows it exactly
+    /// (the local mesh does; App Mesh cannot tell). `Ok(None)` means not supported;
+    /// the default.
     async fn applied(&self, route: &RouteRef) -> Result<Option<Weights>, TrafficError> {
         let _ = route;
         Ok(None)
+    }
+
+    /// Whether the data plane applies `written`, the split meshkit just wrote and saw
+    /// in force. The runner asks after every write until the answer is
+    /// [`Convergence::settled`] or [`TrafficRouter::settle_time`] plus the rollout's
+    /// settle timeout has passed. The default answers from [`TrafficRouter::applied`]:
+    /// `Unknown` when it is not supported, `Applied` when it equals `written`.
+    /// Backends that measure traffic (load balancer request counts) judge the counts
+    /// with [`judge`].
+    async fn converged(
+        &self,
+        route: &RouteRef,
+        written: &Weights,
+    ) -> Result<Convergence, TrafficError> {
+        Ok(match self.applied(route).await? {
+            None => Convergence::Unknown,
+            Some(w) if w == *written => Convergence::Applied {
+                detail: format!("data plane applies {w}"),
+            },
+            Some(w) => Convergence::NotYet {
+                detail: format!("data plane applies {w}"),
+            },
+        })
+    }
+
+    /// How long the data plane may take to apply a write (a load balancer's
+    /// propagation); the runner waits for [`TrafficRouter::converged`] this long plus
+    /// its settle timeout. Default: zero.
+    fn settle_time(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
+    /// The finest step this backend holds exactly: [`Percent::ONE`] (whole percents)
+    /// by default, [`Percent::TENTH`] for backends with relative weights up to 999. A
+    /// plan with a finer step is refused before anything is written.
+    fn resolution(&self) -> Percent {
+        Percent::ONE
     }
 }
 
@@ -232,6 +275,19 @@ macro_rules! forward_router {
             }
             async fn applied(&self, route: &RouteRef) -> Result<Option<Weights>, TrafficError> {
                 (**self).applied(route).await
+            }
+            async fn converged(
+                &self,
+                route: &RouteRef,
+                written: &Weights,
+            ) -> Result<Convergence, TrafficError> {
+                (**self).converged(route, written).await
+            }
+            fn settle_time(&self) -> std::time::Duration {
+                (**self).settle_time()
+            }
+            fn resolution(&self) -> Percent {
+                (**self).resolution()
             }
         }
     };

@@ -62,7 +62,7 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
         .map(|(i, s)| {
             let weights = match s {
                 Stage::Shift { new_percent, .. } => {
-                    meshkit::traffic::Weights::split(stable, new, *new_percent)
+                    meshkit::traffic::Weights::split_exact(stable, new, *new_percent)
                         .map(|w| w.to_string())
                         .unwrap_or_default()
                 }

@@ -36,7 +36,7 @@ pub struct Status {
     /// When the route was known to be back at all-blue after the rollback.
     pub rolled_back_at: Option<Duration>,
     /// The largest share green ever had, in percent.
-    pub green_max: u8,
+    pub green_max: f64,
     /// Why the split went back to blue, in words (set when the rollback starts).
     pub why: Option<String>,
     /// Verdicts per stage, in stage order.
@@ -54,7 +54,7 @@ impl Status {
                 self.stage_verdicts(*index).name = stage.to_string();
             }
             Event::WeightsWritten { weights } | Event::AlreadyInForce { weights } => {
-                self.green_max = self.green_max.max(weights.percent("green"));
+                self.green_max = self.green_max.max(weights.percent_f64("green"));
                 self.weights = Some(weights.clone());
                 if self.rolling_back && self.rolled_back_at.is_none() {
                     self.rolled_back_at = Some(at);
@@ -98,10 +98,10 @@ impl Status {
         let now = self
             .weights
             .as_ref()
-            .map_or(0, |w| w.percent("green"))
+            .map_or(0.0, |w| w.percent_f64("green"))
             .max(self.green_max);
         let probe = reason.to_string().contains("probe green");
-        if now == 0 {
+        if now == 0.0 {
             if probe {
                 "green failed its probe; no traffic was shifted".into()
             } else {

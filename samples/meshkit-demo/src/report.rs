@@ -64,7 +64,7 @@ impl Report {
             .collect();
         let tail_total = tail.iter().map(|(_, n)| n).sum::<u64>().max(1) as f64;
         let rollback_ms = match (status.first_failure, status.rolled_back_at) {
-            (Some(f), Some(r)) if r >= f && status.green_max > 0 => {
+            (Some(f), Some(r)) if r >= f && status.green_max > 0.0 => {
                 Some((r - f).as_secs_f64() * 1000.0)
             }
             _ => None,

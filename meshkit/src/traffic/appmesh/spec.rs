@@ -68,11 +68,10 @@ fn targets_mut(spec: &mut RouteSpec) -> Option<&mut Vec<WeightedTarget>> {
     }
 }
 
-/// The route's split as percentages.
+/// The route's split, exactly as held.
 ///
-/// App Mesh weights are relative (1 and 1 is half each); meshkit writes them as
-/// percentages summing to 100. Weights that do not sum to 100 are scaled with the
-/// largest-remainder method so they do; a route with all weights zero is refused.
+/// App Mesh weights are relative (1 and 2 is a third and two thirds); they are kept as
+/// they are, never rounded. A route with all weights zero is refused.
 pub(crate) fn weights(spec: &RouteSpec) -> Result<Weights, TrafficError> {
     let (_, targets) = targets(spec)?;
     let mut raw = Vec::with_capacity(targets.len());
@@ -85,40 +84,31 @@ pub(crate) fn weights(spec: &RouteSpec) -> Result<Weights, TrafficError> {
         })?;
         raw.push((t.virtual_node.clone(), w));
     }
-    let total: u64 = raw.iter().map(|(_, w)| u64::from(*w)).sum();
-    if total == 0 {
-        return Err(TrafficError::Unsupported {
-            message: "every weighted target of the route has weight 0".into(),
-        });
-    }
-    if total != 100 {
-        raw = scale_to_100(raw, total);
-    }
-    Weights::new(raw).map_err(|e| TrafficError::Unsupported {
+    Weights::relative(raw).map_err(|e| TrafficError::Unsupported {
         message: format!("the route's targets are not a valid split: {e}"),
     })
 }
 
-fn scale_to_100(raw: Vec<(String, u32)>, total: u64) -> Vec<(String, u32)> {
-    let mut scaled: Vec<(String, u32, u64)> = raw
-        .into_iter()
-        .map(|(n, w)| {
-            let exact = u64::from(w) * 100;
-            // The quotient is at most 100, so it fits.
-            let floor = u32::try_from(exact / total).unwrap_or(100);
-            (n, floor, exact % total)
-        })
-        .collect();
-    let given: u32 = scaled.iter().map(|(_, f, _)| *f).sum();
-    let mut order: Vec<usize> = (0..scaled.len()).collect();
-    order.sort_by(|a, b| scaled[*b].2.cmp(&scaled[*a].2).then(a.cmp(b)));
-    for i in order
-        .into_iter()
-        .take(100usize.saturating_sub(given as usize))
-    {
-        scaled[i].1 += 1;
+/// `weights` as App Mesh weights (0-100 each): as percentages when they are whole,
+/// otherwise in lowest terms when those fit (a third is 1:2); refused otherwise.
+fn appmesh_weights(weights: &Weights) -> Result<Vec<(&str, i32)>, TrafficError> {
+    fn fit(v: Vec<(&str, u32)>) -> Vec<(&str, i32)> {
+        // At most 100 here.
+        v.into_iter().map(|(n, w)| (n, w as i32)).collect()
     }
-    scaled.into_iter().map(|(n, f, _)| (n, f)).collect()
+    if let Some(percents) = weights.in_units(100) {
+        return Ok(fit(percents));
+    }
+    let lowest = weights.lowest_terms();
+    if lowest.iter().all(|(_, w)| *w <= 100) {
+        return Ok(fit(lowest));
+    }
+    Err(TrafficError::BadRequest {
+        message: format!(
+            "App Mesh holds weights 0-100, which cannot express {weights} exactly; use whole percents"
+        ),
+        source: None,
+    })
 }
 
 /// A copy of `spec` whose weighted targets are `weights`, every other field unchanged.
@@ -134,16 +124,16 @@ pub(crate) fn with_weights(spec: &RouteSpec, weights: &Weights) -> Result<RouteS
     };
     let default_port = targets.first().and_then(|t| t.port);
     let mut next = Vec::with_capacity(weights.len());
-    for (name, percent) in weights.iter() {
+    for (name, percent) in appmesh_weights(weights)? {
         let target = match targets.iter().find(|t| t.virtual_node == name) {
             Some(existing) => {
                 let mut t = existing.clone();
-                t.weight = i32::from(percent);
+                t.weight = percent;
                 t
             }
             None => WeightedTarget::builder()
                 .virtual_node(name)
-                .weight(i32::from(percent))
+                .weight(percent)
                 .set_port(default_port)
                 .build()
                 .map_err(|e| TrafficError::BadRequest {
@@ -206,11 +196,11 @@ mod tests {
     }
 
     #[test]
-    fn relative_weights_become_percentages() {
+    fn relative_weights_are_kept_exactly() {
         let spec = http_spec(vec![target("a", 1, None), target("b", 2, None)]);
         let w = weights(&spec).unwrap();
-        assert_eq!(w.percent("a") + w.percent("b"), 100);
-        assert_eq!((w.percent("a"), w.percent("b")), (33, 67));
+        assert_eq!(w.to_string(), "a=1/3 b=2/3");
+        assert_eq!(w.share("a"), None);
         let spec = http_spec(vec![target("a", 1, None)]);
         assert!(weights(&spec).unwrap().is_all_on("a"));
         let spec = http_spec(vec![target("a", 0, None)]);
@@ -258,7 +248,25 @@ mod tests {
             .build();
         let out = with_weights(&spec, &Weights::split("v1", "v2", 50).unwrap()).unwrap();
         assert_eq!(targets(&out).unwrap().0, RouteKind::Tcp);
-        assert_eq!(weights(&out).unwrap().percent("v2"), 50);
+        assert_eq!(weights(&out).unwrap().get("v2"), Some(50));
+    }
+
+    #[test]
+    fn written_as_percentages_or_lowest_terms_within_0_to_100() {
+        let spec = http_spec(vec![target("v1", 100, None)]);
+        let third = Weights::relative([("v1", 2), ("v2", 1)]).unwrap();
+        let out = with_weights(&spec, &third).unwrap();
+        assert_eq!(weights(&out).unwrap(), third);
+        let per_mille = Weights::relative([("v1", 900), ("v2", 100)]).unwrap();
+        let out = with_weights(&spec, &per_mille).unwrap();
+        assert_eq!(targets(&out).unwrap().1[1].weight, 10);
+        let half =
+            Weights::split_exact("v1", "v2", crate::traffic::Percent::from_tenths(5).unwrap())
+                .unwrap();
+        assert!(matches!(
+            with_weights(&spec, &half),
+            Err(TrafficError::BadRequest { .. })
+        ));
     }
 
     #[test]

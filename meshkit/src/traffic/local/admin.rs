@@ -72,7 +72,7 @@ pub(crate) fn render(shared: &Shared) -> String {
                 "meshkit_route_weight{{route=\"{}\",target=\"{}\"}} {}",
                 escape(&route.name),
                 escape(&t.name),
-                table.weights.percent(&t.name)
+                table.weights.percent_f64(&t.name)
             );
         }
     }
@@ -86,9 +86,18 @@ fn routes_json(shared: &Shared) -> String {
         .map(|route| {
             let table = route.table();
             let weights: serde_json::Map<String, serde_json::Value> =
-                route.targets.iter().map(|t| (t.name.clone(), table.weights.percent(&t.name).into())).collect();
+                route.targets.iter().map(|t| (t.name.clone(), share_json(&table.weights, &t.name))).collect();
             serde_json::json!({"name": route.name, "prefix": route.prefix, "revision": table.revision, "weights": weights})
         })
         .collect();
     serde_json::Value::from(routes).to_string()
+}
+
+/// A target's share as a JSON number: an integer for whole percents (`10`), a float
+/// otherwise (`0.5`, `33.333...`).
+fn share_json(weights: &crate::traffic::Weights, target: &str) -> serde_json::Value {
+    match weights.share(target) {
+        Some(p) if p.is_whole() => (p.tenths() / 10).into(),
+        _ => weights.percent_f64(target).into(),
+    }
 }

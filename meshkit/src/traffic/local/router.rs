@@ -75,6 +75,12 @@ impl TrafficRouter for LocalRouter {
         // The data plane reads this very table for every new request.
         Ok(Some(self.route(route)?.table().weights.clone()))
     }
+
+    /// The local data plane picks from a schedule as long as the weights' sum in
+    /// lowest terms, so it holds 0.1% steps exactly.
+    fn resolution(&self) -> crate::traffic::Percent {
+        crate::traffic::Percent::TENTH
+    }
 }
 
 /// Statistics of one local route's targets, as a [`MetricsSource`] for metric checks.

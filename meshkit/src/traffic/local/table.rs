@@ -12,8 +12,8 @@ use crate::traffic::Weights;
 pub(crate) struct Padded<T>(pub(crate) T);
 
 /// One worker's view of a route: the table it last saw and its own pick counter. Each
-/// lane walks the schedule by itself, so any 100 consecutive picks of one worker match
-/// the weights exactly, and the workers share no counter.
+/// lane walks the schedule by itself, so any cycle of consecutive picks of one worker
+/// matches the weights exactly, and the workers share no counter.
 #[derive(Debug)]
 pub(crate) struct Lane {
     table: Arc<Table>,
@@ -46,24 +46,31 @@ impl Lane {
 pub(crate) struct Table {
     pub(crate) weights: Weights,
     pub(crate) revision: u64,
-    /// 100 slots of target indexes, interleaved by smooth weighted round-robin, so any
-    /// 100 consecutive picks match the weights exactly and the targets alternate
-    /// instead of coming in runs.
+    /// One cycle of target indexes, as long as the weights' sum in lowest terms (100
+    /// for whole percents, 1000 for 99.9:0.1, 3 for 2:1; at most 10,000), interleaved
+    /// by smooth weighted round-robin, so any cycle of consecutive picks matches the
+    /// weights exactly and the targets alternate instead of coming in runs.
     schedule: Vec<usize>,
 }
 
 impl Table {
     /// `targets` are the route's target names in index order.
     pub(crate) fn new(weights: Weights, targets: &[String], revision: u64) -> Self {
+        let lowest = weights.lowest_terms();
         let w: Vec<i64> = targets
             .iter()
-            .map(|t| i64::from(weights.percent(t)))
+            .map(|t| {
+                lowest
+                    .iter()
+                    .find(|(n, _)| n == t)
+                    .map_or(0, |(_, w)| i64::from(*w))
+            })
             .collect();
         let total: i64 = w.iter().sum();
         let mut current = vec![0i64; w.len()];
-        let mut schedule = Vec::with_capacity(100);
+        let mut schedule = Vec::with_capacity(total as usize);
         if total > 0 {
-            for _ in 0..100 {
+            for _ in 0..total {
                 for (c, wi) in current.iter_mut().zip(&w) {
                     *c += wi;
                 }
@@ -111,6 +118,22 @@ mod tests {
         let t = Table::new(Weights::split("blue", "green", 50).unwrap(), &targets, 1);
         let picks: Vec<_> = (0..6).map(|n| t.pick(n).unwrap()).collect();
         assert_eq!(picks, [0, 1, 0, 1, 0, 1]);
+    }
+
+    #[test]
+    fn relative_weights_are_picked_exactly_per_cycle() {
+        let targets = vec!["blue".to_owned(), "green".to_owned()];
+        for (blue, green, cycle) in [(999u32, 1u32, 1000u64), (2, 1, 3), (995, 5, 200)] {
+            let w = Weights::relative([("blue", blue), ("green", green)]).unwrap();
+            let t = Table::new(w, &targets, 1);
+            for start in [0u64, 7, 5000] {
+                let got = (start..start + cycle * 3)
+                    .filter(|n| t.pick(*n) == Some(1))
+                    .count() as u64;
+                let want = 3 * cycle * u64::from(green) / u64::from(blue + green);
+                assert_eq!(got, want, "{blue}:{green} from {start}");
+            }
+        }
     }
 
     #[test]
