@@ -72,7 +72,8 @@
     feature = "appmesh",
     feature = "ecs",
     feature = "cloudmap",
-    feature = "cloudwatch"
+    feature = "cloudwatch",
+    feature = "elbv2"
 ))]
 mod aws;
 pub mod error;
@@ -89,7 +90,8 @@ pub mod traffic;
     feature = "appmesh",
     feature = "ecs",
     feature = "cloudmap",
-    feature = "cloudwatch"
+    feature = "cloudwatch",
+    feature = "elbv2"
 ))]
 pub mod sdk {
     #[cfg(feature = "appmesh")]
@@ -98,6 +100,8 @@ pub mod sdk {
     pub use aws_sdk_cloudwatch as cloudwatch;
     #[cfg(feature = "ecs")]
     pub use aws_sdk_ecs as ecs;
+    #[cfg(feature = "elbv2")]
+    pub use aws_sdk_elasticloadbalancingv2 as elbv2;
     #[cfg(feature = "cloudmap")]
     pub use aws_sdk_servicediscovery as servicediscovery;
     pub use aws_types::SdkConfig;

@@ -5,6 +5,8 @@
 #[cfg(feature = "appmesh")]
 pub mod appmesh;
 mod convergence;
+#[cfg(feature = "elbv2")]
+pub mod elb;
 mod error;
 #[cfg(feature = "local")]
 pub mod local;

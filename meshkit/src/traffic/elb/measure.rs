@@ -1,0 +1,157 @@
+//! Counting each target group's requests (ALB) or new flows (NLB) in CloudWatch since
+//! a write, to judge whether the load balancer applies the written weights.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_cloudwatch::Client;
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+
+use super::route::{ElbRoute, LoadBalancerType, target_group_dimension};
+use crate::aws::traffic_error;
+use crate::traffic::{Judge, TrafficError};
+
+/// Data-plane confirmation from CloudWatch: after each write, the requests (ALB
+/// `RequestCount`) or new flows (NLB `NewFlowCount`) of each target group, per
+/// minute, from the first whole minute after the write, judged against the written
+/// weights with [`crate::traffic::judge`].
+#[derive(Debug, Clone)]
+pub struct TrafficMetrics {
+    pub(crate) client: Client,
+    pub(crate) judge: Judge,
+}
+
+impl TrafficMetrics {
+    /// Metrics read with `client`; [`Judge::default`] (at least 200 requests, 4
+    /// standard deviations, 1 point of slack).
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            judge: Judge::default(),
+        }
+    }
+
+    /// How the counts are judged.
+    pub fn judge(mut self, judge: Judge) -> Self {
+        self.judge = judge;
+        self
+    }
+
+    /// The metric counted for this load balancer type.
+    pub fn metric(lb: LoadBalancerType) -> &'static str {
+        match lb {
+            LoadBalancerType::Application => "RequestCount",
+            LoadBalancerType::Network => "NewFlowCount",
+        }
+    }
+
+    /// Sums the metric of each `(name, ARN)` group over the whole minutes from the
+    /// first minute boundary after `since` to `now`.
+    pub(crate) async fn counts(
+        &self,
+        route: &ElbRoute,
+        groups: &[(String, String)],
+        since: SystemTime,
+        now: SystemTime,
+    ) -> Result<Vec<(String, u64)>, TrafficError> {
+        let start = minute_ceil(since);
+        let end = minute_floor(now) + Duration::from_secs(60);
+        if groups.is_empty() || end <= start {
+            return Ok(groups.iter().map(|(n, _)| (n.clone(), 0)).collect());
+        }
+        let lb = route.load_balancer_type();
+        let queries = groups
+            .iter()
+            .enumerate()
+            .map(|(i, (_, arn))| {
+                MetricDataQuery::builder()
+                    .id(format!("g{i}"))
+                    .return_data(true)
+                    .metric_stat(
+                        MetricStat::builder()
+                            .metric(
+                                Metric::builder()
+                                    .namespace(lb.namespace())
+                                    .metric_name(Self::metric(lb))
+                                    // The order the load balancer publishes them in.
+                                    .dimensions(
+                                        Dimension::builder()
+                                            .name("TargetGroup")
+                                            .value(target_group_dimension(arn))
+                                            .build(),
+                                    )
+                                    .dimensions(
+                                        Dimension::builder()
+                                            .name("LoadBalancer")
+                                            .value(route.load_balancer_dimension())
+                                            .build(),
+                                    )
+                                    .build(),
+                            )
+                            .period(60)
+                            .stat("Sum")
+                            .build(),
+                    )
+                    .build()
+            })
+            .collect::<Vec<_>>();
+        let mut sums = vec![0.0f64; groups.len()];
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .get_metric_data()
+                .set_metric_data_queries(Some(queries.clone()))
+                .start_time(DateTime::from(start))
+                .end_time(DateTime::from(end))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| traffic_error(&format!("GetMetricData {}", Self::metric(lb)), e))?;
+            for result in page.metric_data_results.unwrap_or_default() {
+                let index = result
+                    .id
+                    .as_deref()
+                    .and_then(|id| id.strip_prefix('g'))
+                    .and_then(|i| i.parse::<usize>().ok());
+                if let Some(sum) = index.and_then(|i| sums.get_mut(i)) {
+                    *sum += result.values.unwrap_or_default().iter().sum::<f64>();
+                }
+            }
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(groups
+            .iter()
+            .zip(sums)
+            // Counts are whole and non-negative; anything else is read as 0.
+            .map(|((n, _), s)| (n.clone(), if s.is_finite() && s > 0.0 { s.round() as u64 } else { 0 }))
+            .collect())
+    }
+}
+
+fn minute_floor(t: SystemTime) -> SystemTime {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    UNIX_EPOCH + Duration::from_secs(secs - secs % 60)
+}
+
+fn minute_ceil(t: SystemTime) -> SystemTime {
+    let floor = minute_floor(t);
+    if floor == t { floor } else { floor + Duration::from_secs(60) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minutes_round_both_ways() {
+        let at = |s| UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(minute_floor(at(125)), at(120));
+        assert_eq!(minute_ceil(at(125)), at(180));
+        assert_eq!(minute_ceil(at(120)), at(120));
+        assert_eq!(minute_ceil(at(120) + Duration::from_millis(1)), at(180));
+    }
+}
