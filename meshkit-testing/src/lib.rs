@@ -16,8 +16,9 @@
 //!   traffic (header line + segment document) so tests can assert on real segments.
 //! - `emulator`: `MotoServer` and `CallCounter`, the moto AWS emulator on a free port
 //!   and a count of the AWS calls a client makes; `gopher` builds the gopher sample's
-//!   App Mesh and Cloud Map resources on it, and `cloudwatch` puts the metric the
-//!   canary pipeline's 5xx check reads. These pull the AWS SDK crates.
+//!   App Mesh and Cloud Map resources on it, `elb` an ALB or NLB with target groups,
+//!   a listener and a rule, and `cloudwatch` puts the metric the canary pipeline's 5xx
+//!   check reads. These pull the AWS SDK crates.
 //!
 //! The fakes use `tokio::time`, so tests run with paused time (the emulator is a real
 //! process: tests against it run on real time).
@@ -25,6 +26,8 @@
 
 #[cfg(feature = "emulator")]
 pub mod cloudwatch;
+#[cfg(feature = "emulator")]
+pub mod elb;
 mod fleet;
 #[cfg(feature = "emulator")]
 pub mod gopher;

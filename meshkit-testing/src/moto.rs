@@ -180,12 +180,28 @@ impl MotoServer {
     }
 
     fn extension(&self, method: &str) -> String {
+        self.raw(method, "/_meshkit/requests", "", "")
+    }
+
+    /// Sends a raw AWS Query request (`Action=...&Version=...`) for `service` and
+    /// returns the XML answer: for fixtures in services meshkit has no SDK client for
+    /// (EC2's VPCs and subnets, which the emulator's load balancers need). The
+    /// emulator does not check signatures; the credential scope names the service.
+    pub fn query(&self, service: &str, body: &str) -> String {
+        let auth = format!(
+            "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        );
+        self.raw("POST", "/", &auth, body)
+    }
+
+    fn raw(&self, method: &str, path: &str, headers: &str, body: &str) -> String {
         use std::io::{Read, Write};
         let addr = self.endpoint.trim_start_matches("http://");
         let mut s = std::net::TcpStream::connect(addr)
             .unwrap_or_else(|e| panic!("cannot reach the emulator at {addr}: {e}"));
         let request = format!(
-            "{method} /_meshkit/requests HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+            "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+            body.len()
         );
         s.write_all(request.as_bytes())
             .unwrap_or_else(|e| panic!("cannot ask the emulator: {e}"));

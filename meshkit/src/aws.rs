@@ -8,7 +8,12 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 #[cfg(feature = "ecs")]
 use crate::fleet::FleetError;
-#[cfg(any(feature = "appmesh", feature = "cloudmap", feature = "cloudwatch", feature = "elbv2"))]
+#[cfg(any(
+    feature = "appmesh",
+    feature = "cloudmap",
+    feature = "cloudwatch",
+    feature = "elbv2"
+))]
 use crate::traffic::TrafficError;
 
 /// What kind of failure an AWS error is, whatever the service.
@@ -154,7 +159,12 @@ where
 }
 
 /// Maps an SDK error to a [`TrafficError`], keeping the AWS error as the source.
-#[cfg(any(feature = "appmesh", feature = "cloudmap", feature = "cloudwatch", feature = "elbv2"))]
+#[cfg(any(
+    feature = "appmesh",
+    feature = "cloudmap",
+    feature = "cloudwatch",
+    feature = "elbv2"
+))]
 /// `what` names the call and resource, e.g. `DescribeRoute gophermesh/distributor-route`.
 pub(crate) fn traffic_error<E, R>(what: &str, err: SdkError<E, R>) -> TrafficError
 where

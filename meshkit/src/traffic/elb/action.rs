@@ -46,7 +46,9 @@ pub(crate) fn find_forward(what: &str, actions: &[Action]) -> Result<Forward, Tr
         match a.r#type() {
             Some(ActionTypeEnum::Forward) if found.is_none() => found = Some(i),
             Some(ActionTypeEnum::Forward) => {
-                return Err(unsupported(format!("{what} has more than one forward action")));
+                return Err(unsupported(format!(
+                    "{what} has more than one forward action"
+                )));
             }
             Some(t) if is_pre_forward(t) => {}
             other => {
@@ -65,9 +67,9 @@ pub(crate) fn find_forward(what: &str, actions: &[Action]) -> Result<Forward, Tr
         .unwrap_or_default();
     let mut groups = Vec::with_capacity(tuples.len().max(1));
     if tuples.is_empty() {
-        let arn = action
-            .target_group_arn()
-            .ok_or_else(|| unsupported(format!("{what}: the forward action names no target group")))?;
+        let arn = action.target_group_arn().ok_or_else(|| {
+            unsupported(format!("{what}: the forward action names no target group"))
+        })?;
         groups.push((arn.to_owned(), 1));
     }
     for t in tuples {
@@ -79,7 +81,9 @@ pub(crate) fn find_forward(what: &str, actions: &[Action]) -> Result<Forward, Tr
             .ok()
             .filter(|w| *w <= MAX_ELB_WEIGHT)
             .ok_or_else(|| {
-                unsupported(format!("{what}: target group {arn} has weight {weight}, outside 0-999"))
+                unsupported(format!(
+                    "{what}: target group {arn} has weight {weight}, outside 0-999"
+                ))
             })?;
         groups.push((arn.to_owned(), weight));
     }
@@ -106,14 +110,18 @@ pub(crate) fn elb_weights(weights: &Weights) -> Result<Vec<(&str, u32)>, Traffic
         });
     }
     let fits = |v: &Vec<(&str, u32)>| v.iter().all(|(_, w)| *w <= MAX_ELB_WEIGHT);
-    [weights.in_units(100), weights.in_units(1000), Some(weights.lowest_terms())]
-        .into_iter()
-        .flatten()
-        .find(fits)
-        .ok_or_else(|| TrafficError::BadRequest {
-            message: format!("{weights} cannot be held in load balancer weights of 0-999"),
-            source: None,
-        })
+    [
+        weights.in_units(100),
+        weights.in_units(1000),
+        Some(weights.lowest_terms()),
+    ]
+    .into_iter()
+    .flatten()
+    .find(fits)
+    .ok_or_else(|| TrafficError::BadRequest {
+        message: format!("{weights} cannot be held in load balancer weights of 0-999"),
+        source: None,
+    })
 }
 
 /// A copy of `actions` whose forward action (at `forward.index`) forwards to `groups`
@@ -246,7 +254,8 @@ mod tests {
             let got = find_forward("rule r", &actions);
             match (got, want) {
                 (Ok(f), Ok(w)) => {
-                    let w: Vec<(String, u32)> = w.iter().map(|(a, n)| ((*a).to_owned(), *n)).collect();
+                    let w: Vec<(String, u32)> =
+                        w.iter().map(|(a, n)| ((*a).to_owned(), *n)).collect();
                     assert_eq!(f.groups, w);
                 }
                 (Err(e), Err(text)) => assert!(e.to_string().contains(text), "{e}"),
@@ -271,7 +280,12 @@ mod tests {
             assert_eq!(elb_weights(&w).ok(), want, "{w}");
         }
         let six = Weights::relative((0..6).map(|i| (format!("t{i}"), 1))).unwrap();
-        assert!(elb_weights(&six).unwrap_err().to_string().contains("at most 5"));
+        assert!(
+            elb_weights(&six)
+                .unwrap_err()
+                .to_string()
+                .contains("at most 5")
+        );
     }
 
     #[test]
@@ -284,11 +298,22 @@ mod tests {
         let config = out[1].forward_config().unwrap();
         assert_eq!(
             config.target_group_stickiness_config(),
-            actions[1].forward_config().unwrap().target_group_stickiness_config()
+            actions[1]
+                .forward_config()
+                .unwrap()
+                .target_group_stickiness_config()
         );
-        assert_eq!(find_forward("rule", &out).unwrap().groups, vec![("a".into(), 90), ("b".into(), 10)]);
+        assert_eq!(
+            find_forward("rule", &out).unwrap().groups,
+            vec![("a".into(), 90), ("b".into(), 10)]
+        );
         // A plain single-group forward becomes the weighted form, without the ARN beside it.
-        let plain = vec![Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn("a").build()];
+        let plain = vec![
+            Action::builder()
+                .r#type(ActionTypeEnum::Forward)
+                .target_group_arn("a")
+                .build(),
+        ];
         let f = find_forward("rule", &plain).unwrap();
         let out = with_groups(&plain, &f, &[("a".into(), 1), ("b".into(), 0)]);
         assert_eq!(out[0].target_group_arn(), None);
@@ -299,7 +324,10 @@ mod tests {
         let rule = |priority: &str, sticky: bool| {
             Rule::builder()
                 .priority(priority)
-                .actions(forward(vec![tuple("a", Some(90)), tuple("b", Some(10))], sticky))
+                .actions(forward(
+                    vec![tuple("a", Some(90)), tuple("b", Some(10))],
+                    sticky,
+                ))
                 .build()
         };
         let base = rule_revision(&rule("10", true));

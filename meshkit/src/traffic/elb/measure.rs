@@ -19,16 +19,27 @@ use crate::traffic::{Judge, TrafficError};
 pub struct TrafficMetrics {
     pub(crate) client: Client,
     pub(crate) judge: Judge,
+    pub(crate) wait: Duration,
 }
 
 impl TrafficMetrics {
     /// Metrics read with `client`; [`Judge::default`] (at least 200 requests, 4
-    /// standard deviations, 1 point of slack).
+    /// standard deviations, 1 point of slack); evidence waited for up to
+    /// [`super::METRICS_SETTLE_TIME`] (10 min) after each write.
     pub fn new(client: Client) -> Self {
         Self {
             client,
             judge: Judge::default(),
+            wait: super::METRICS_SETTLE_TIME,
         }
+    }
+
+    /// How long to wait for the metrics to confirm a write (CloudWatch publishes load
+    /// balancer metrics per minute, a minute or two late). Default: 10 min. Past it,
+    /// a forward step fails (the split is not known to be in force) and rolls back.
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
     }
 
     /// How the counts are judged.
@@ -46,7 +57,8 @@ impl TrafficMetrics {
     }
 
     /// Sums the metric of each `(name, ARN)` group over the whole minutes from the
-    /// first minute boundary after `since` to `now`.
+    /// first minute boundary after `since` on (up to the end of the minute after
+    /// `now`, so a datapoint stamped with the current minute is never missed).
     pub(crate) async fn counts(
         &self,
         route: &ElbRoute,
@@ -55,7 +67,7 @@ impl TrafficMetrics {
         now: SystemTime,
     ) -> Result<Vec<(String, u64)>, TrafficError> {
         let start = minute_ceil(since);
-        let end = minute_floor(now) + Duration::from_secs(60);
+        let end = minute_floor(now) + Duration::from_secs(120);
         if groups.is_empty() || end <= start {
             return Ok(groups.iter().map(|(n, _)| (n.clone(), 0)).collect());
         }
@@ -127,7 +139,16 @@ impl TrafficMetrics {
             .iter()
             .zip(sums)
             // Counts are whole and non-negative; anything else is read as 0.
-            .map(|((n, _), s)| (n.clone(), if s.is_finite() && s > 0.0 { s.round() as u64 } else { 0 }))
+            .map(|((n, _), s)| {
+                (
+                    n.clone(),
+                    if s.is_finite() && s > 0.0 {
+                        s.round() as u64
+                    } else {
+                        0
+                    },
+                )
+            })
             .collect())
     }
 }
@@ -139,7 +160,11 @@ fn minute_floor(t: SystemTime) -> SystemTime {
 
 fn minute_ceil(t: SystemTime) -> SystemTime {
     let floor = minute_floor(t);
-    if floor == t { floor } else { floor + Duration::from_secs(60) }
+    if floor == t {
+        floor
+    } else {
+        floor + Duration::from_secs(60)
+    }
 }
 
 #[cfg(test)]

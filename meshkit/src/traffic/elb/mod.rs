@@ -232,7 +232,11 @@ impl ElbRouter {
     ) -> Result<(), TrafficError> {
         let what = format!(
             "DescribeTargetGroups {}",
-            names.as_ref().or(arns.as_ref()).map(|v| v.join(",")).unwrap_or_default()
+            names
+                .as_ref()
+                .or(arns.as_ref())
+                .map(|v| v.join(","))
+                .unwrap_or_default()
         );
         let out = self
             .client
@@ -281,7 +285,10 @@ impl ElbRouter {
                     .iter()
                     .find(|l| l.listener_arn() == Some(route.arn()))
                     .ok_or_else(|| TrafficError::not_found(format!("listener {route}")))?;
-                Ok((listener.default_actions().to_vec(), action::listener_revision(listener)))
+                Ok((
+                    listener.default_actions().to_vec(),
+                    action::listener_revision(listener),
+                ))
             }
         }
     }
@@ -293,7 +300,10 @@ impl ElbRouter {
         actions: Vec<Action>,
         revision: String,
     ) -> Result<Observed, TrafficError> {
-        let forward = find_forward(&format!("{:?} {route}", route.kind()).to_lowercase(), &actions)?;
+        let forward = find_forward(
+            &format!("{:?} {route}", route.kind()).to_lowercase(),
+            &actions,
+        )?;
         let arns: Vec<String> = forward.groups.iter().map(|(a, _)| a.clone()).collect();
         let names = self.names_of(&arns).await?;
         let weights = Weights::relative(
@@ -343,7 +353,7 @@ impl TrafficRouter for ElbRouter {
         let weights = elb_weights(&request.weights)?;
         let names: Vec<&str> = weights.iter().map(|(n, _)| *n).collect();
         let arns = self.arns_of(&names).await?;
-        let groups: Vec<(String, u32)> = arns
+        let mut groups: Vec<(String, u32)> = arns
             .into_iter()
             .zip(weights.iter().map(|(_, w)| *w))
             .collect();
@@ -356,6 +366,16 @@ impl TrafficRouter for ElbRouter {
                     .ok_or_else(|| TrafficError::transport("route state lost"))?
             }
         };
+        // Groups already on the route keep their place; new ones come after them.
+        let place = |arn: &str| {
+            known
+                .forward
+                .groups
+                .iter()
+                .position(|(a, _)| a == arn)
+                .unwrap_or(usize::MAX)
+        };
+        groups.sort_by_key(|(arn, _)| place(arn));
         let actions = with_groups(&known.actions, &known.forward, &groups);
         if let Ok(mut w) = self.writes.lock() {
             w.insert(route.arn().to_owned(), (Instant::now(), SystemTime::now()));
@@ -370,7 +390,11 @@ impl TrafficRouter for ElbRouter {
                     .send()
                     .await
                     .map_err(|e| traffic_error(&format!("ModifyRule {route}"), e))?;
-                match out.rules().iter().find(|r| r.rule_arn() == Some(route.arn())) {
+                match out
+                    .rules()
+                    .iter()
+                    .find(|r| r.rule_arn() == Some(route.arn()))
+                {
                     Some(rule) => (rule.actions().to_vec(), action::rule_revision(rule)),
                     None => return Ok(None),
                 }
@@ -404,7 +428,11 @@ impl TrafficRouter for ElbRouter {
         written: &Weights,
     ) -> Result<Convergence, TrafficError> {
         let route = ElbRoute::from_route(route)?;
-        let last = self.writes.lock().ok().and_then(|w| w.get(route.arn()).copied());
+        let last = self
+            .writes
+            .lock()
+            .ok()
+            .and_then(|w| w.get(route.arn()).copied());
         let Some((at, wall)) = last else {
             // Not written by this router: nothing to wait for.
             return Ok(Convergence::Unknown);
@@ -413,13 +441,13 @@ impl TrafficRouter for ElbRouter {
             Some(metrics) => {
                 let names: Vec<&str> = written.iter().map(|(n, _)| n).collect();
                 let arns = self.arns_of(&names).await?;
-                let groups: Vec<(String, String)> = names
-                    .iter()
-                    .map(|n| (*n).to_owned())
-                    .zip(arns)
-                    .collect();
-                let counts = metrics.counts(&route, &groups, wall, SystemTime::now()).await?;
-                let counts: Vec<(&str, u64)> = counts.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+                let groups: Vec<(String, String)> =
+                    names.iter().map(|n| (*n).to_owned()).zip(arns).collect();
+                let counts = metrics
+                    .counts(&route, &groups, wall, SystemTime::now())
+                    .await?;
+                let counts: Vec<(&str, u64)> =
+                    counts.iter().map(|(n, c)| (n.as_str(), *c)).collect();
                 Ok(judge(written, &counts, &metrics.judge))
             }
             None => {
@@ -441,7 +469,7 @@ impl TrafficRouter for ElbRouter {
 
     fn settle_time(&self) -> Duration {
         match (&self.metrics, self.settle_delay) {
-            (Some(_), _) => METRICS_SETTLE_TIME,
+            (Some(m), _) => m.wait,
             (None, Some(d)) => d,
             (None, None) => NLB_SETTLE_DELAY,
         }

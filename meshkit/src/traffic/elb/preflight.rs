@@ -101,7 +101,10 @@ impl ElbRouter {
     }
 
     /// `(registered, healthy)` targets of `group`; refused when none is registered.
-    async fn registered(&self, group: &TargetGroupRef) -> Result<(usize, usize), ElbPreflightError> {
+    async fn registered(
+        &self,
+        group: &TargetGroupRef,
+    ) -> Result<(usize, usize), ElbPreflightError> {
         let out = self
             .client
             .describe_target_health()

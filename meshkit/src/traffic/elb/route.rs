@@ -66,14 +66,22 @@ impl ElbRoute {
             source: None,
         };
         let mut fields = arn.splitn(6, ':');
-        let (Some("arn"), Some(_partition), Some("elasticloadbalancing"), Some(_), Some(_), Some(resource)) = (
+        let (
+            Some("arn"),
+            Some(_partition),
+            Some("elasticloadbalancing"),
+            Some(_),
+            Some(_),
+            Some(resource),
+        ) = (
             fields.next(),
             fields.next(),
             fields.next(),
             fields.next(),
             fields.next(),
             fields.next(),
-        ) else {
+        )
+        else {
             return Err(bad());
         };
         let parts: Vec<&str> = resource.split('/').collect();
@@ -145,8 +153,16 @@ mod tests {
     fn arns_are_checked() {
         let base = "arn:aws:elasticloadbalancing:eu-west-1:123456789012";
         let ok = [
-            (format!("{base}:listener/app/web/1/2"), ElbRouteKind::Listener, LoadBalancerType::Application),
-            (format!("{base}:listener-rule/net/tcp/1/2/3"), ElbRouteKind::Rule, LoadBalancerType::Network),
+            (
+                format!("{base}:listener/app/web/1/2"),
+                ElbRouteKind::Listener,
+                LoadBalancerType::Application,
+            ),
+            (
+                format!("{base}:listener-rule/net/tcp/1/2/3"),
+                ElbRouteKind::Rule,
+                LoadBalancerType::Network,
+            ),
         ];
         for (arn, kind, t) in ok {
             let r = ElbRoute::parse(&arn).unwrap();
