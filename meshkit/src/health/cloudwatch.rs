@@ -17,8 +17,8 @@ use crate::error::ConfigError;
 pub const ENVOY_NAMESPACE: &str = "ECS/ContainerInsights/Prometheus";
 
 /// A CloudWatch metric (with a statistic, `Sum` by default, per period) summed over the
-/// last `window`; healthy when the total is at most `max`, unhealthy when strictly
-/// greater. No datapoint in the window is inconclusive, never healthy (the AWS canary
+/// last `window` (or its worst period, with [`CloudWatchMetricBuilder::worst_period`]);
+/// healthy when the total is at most `max`, unhealthy when strictly greater. No datapoint in the window is inconclusive, never healthy (the AWS canary
 /// pipeline treated it as healthy). Uses `GetMetricData`, following pagination.
 ///
 /// ```no_run
@@ -48,6 +48,7 @@ pub struct CloudWatchMetric {
     period: Duration,
     window: Duration,
     max: f64,
+    worst: bool,
     name: String,
 }
 
@@ -76,6 +77,7 @@ impl CloudWatchMetric {
                 period: Duration::from_secs(60),
                 window: Duration::from_secs(300),
                 max: 0.0,
+                worst: false,
                 name: String::new(),
             },
             name: None,
@@ -99,7 +101,42 @@ impl CloudWatchMetric {
             .dimension("appmesh_virtual_node", virtual_node)
     }
 
-    /// The sum of the statistic over the window, or `None` without datapoints.
+    /// A load balancer target group's 5xx responses (`AWS/ApplicationELB`
+    /// `HTTPCode_Target_5XX_Count`, summed): the dimensions are the route's
+    /// [`crate::traffic::elb::ElbRoute::load_balancer_dimension`] (`app/<name>/<id>`)
+    /// and the group's [`crate::traffic::elb::target_group_dimension`]
+    /// (`targetgroup/<name>/<id>`).
+    #[cfg(feature = "elbv2")]
+    pub fn target_5xx(
+        client: Client,
+        load_balancer: impl Into<String>,
+        target_group: impl Into<String>,
+    ) -> CloudWatchMetricBuilder {
+        Self::builder(client, "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count")
+            .dimension("TargetGroup", target_group)
+            .dimension("LoadBalancer", load_balancer)
+            .name("target 5xx")
+    }
+
+    /// A load balancer target group's response time in seconds (`AWS/ApplicationELB`
+    /// `TargetResponseTime`), its `p99` per minute, the worst minute of the window
+    /// compared with `max`. Dimensions as for [`CloudWatchMetric::target_5xx`].
+    #[cfg(feature = "elbv2")]
+    pub fn target_response_time(
+        client: Client,
+        load_balancer: impl Into<String>,
+        target_group: impl Into<String>,
+    ) -> CloudWatchMetricBuilder {
+        Self::builder(client, "AWS/ApplicationELB", "TargetResponseTime")
+            .dimension("TargetGroup", target_group)
+            .dimension("LoadBalancer", load_balancer)
+            .stat("p99")
+            .worst_period()
+            .name("target response time")
+    }
+
+    /// The sum of the statistic over the window (or its largest value with
+    /// `worst_period`), or `None` without datapoints.
     async fn total(&self) -> Result<Option<f64>, crate::TrafficError> {
         let end = SystemTime::now();
         let start = end
@@ -143,7 +180,11 @@ impl CloudWatchMetric {
             for result in page.metric_data_results.unwrap_or_default() {
                 let values = result.values.unwrap_or_default();
                 seen |= !values.is_empty();
-                total += values.iter().sum::<f64>();
+                if self.worst {
+                    total = values.iter().copied().fold(total, f64::max);
+                } else {
+                    total += values.iter().sum::<f64>();
+                }
             }
             token = page.next_token;
             if token.is_none() {
@@ -175,6 +216,13 @@ impl CloudWatchMetricBuilder {
     /// How far back to sum. Default: 5 min.
     pub fn window(mut self, window: Duration) -> Self {
         self.inner.window = window;
+        self
+    }
+
+    /// Compare the worst period of the window with `max` instead of the window's sum:
+    /// for statistics that do not add up, such as a latency percentile or an average.
+    pub fn worst_period(mut self) -> Self {
+        self.inner.worst = true;
         self
     }
 
@@ -221,8 +269,12 @@ impl HealthCheck for CloudWatchMetric {
     async fn check(&self, _ctx: &CheckContext) -> Verdict {
         match self.total().await {
             Ok(Some(total)) if total > self.max => Verdict::unhealthy(format!(
-                "{} {} = {total} over the last {:?}, more than {}",
-                self.stat, self.metric, self.window, self.max
+                "{} {} = {total} {} the last {:?}, more than {}",
+                self.stat,
+                self.metric,
+                if self.worst { "at worst over" } else { "over" },
+                self.window,
+                self.max
             )),
             Ok(Some(_)) => Verdict::Healthy,
             Ok(None) => Verdict::inconclusive(format!(

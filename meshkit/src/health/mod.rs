@@ -11,6 +11,8 @@ mod http;
 mod metrics;
 #[cfg(feature = "prometheus")]
 mod prometheus;
+#[cfg(feature = "elbv2")]
+mod target_group;
 
 use std::fmt;
 use std::future::Future;
@@ -31,6 +33,8 @@ pub use http::{HttpCheck, HttpCheckBuilder};
 pub use metrics::{LatencyP99, MetricsSource, SuccessRate, WindowStats};
 #[cfg(feature = "prometheus")]
 pub use prometheus::{PrometheusQuery, PrometheusQueryBuilder};
+#[cfg(feature = "elbv2")]
+pub use target_group::{TargetGroupHealth, TargetGroupHealthBuilder};
 
 use crate::traffic::Weights;
 
