@@ -22,7 +22,8 @@ use meshkit::traffic::elb::ElbRouter;
 use meshkit::{Outcome, Rollout};
 use meshkit_testing::ScriptedHealthCheck;
 
-const RULE: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/web/1111/2222/3333";
+const RULE: &str =
+    "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/web/1111/2222/3333";
 const TG: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup";
 
 #[derive(Debug, Clone, Copy)]
@@ -42,16 +43,30 @@ struct FakeRule {
 fn rule(groups: &[(String, i32)]) -> Rule {
     let tuples = groups
         .iter()
-        .map(|(n, w)| TargetGroupTuple::builder().target_group_arn(format!("{TG}/{n}/0")).weight(*w).build())
+        .map(|(n, w)| {
+            TargetGroupTuple::builder()
+                .target_group_arn(format!("{TG}/{n}/0"))
+                .weight(*w)
+                .build()
+        })
         .collect::<Vec<_>>();
     Rule::builder()
         .rule_arn(RULE)
         .priority("10")
-        .conditions(RuleCondition::builder().field("path-pattern").values("/api/*").build())
+        .conditions(
+            RuleCondition::builder()
+                .field("path-pattern")
+                .values("/api/*")
+                .build(),
+        )
         .actions(
             Action::builder()
                 .r#type(ActionTypeEnum::Forward)
-                .forward_config(ForwardActionConfig::builder().set_target_groups(Some(tuples)).build())
+                .forward_config(
+                    ForwardActionConfig::builder()
+                        .set_target_groups(Some(tuples))
+                        .build(),
+                )
                 .build(),
         )
         .build()
@@ -65,21 +80,36 @@ fn fake(faults: &[Next]) -> (aws_sdk_elasticloadbalancingv2::Client, Arc<Mutex<F
     }));
     let read = {
         let state = state.clone();
-        mock!(aws_sdk_elasticloadbalancingv2::Client::describe_rules).then_compute_output(move |_| {
-            DescribeRulesOutput::builder().rules(rule(&state.lock().unwrap().groups)).build()
-        })
+        mock!(aws_sdk_elasticloadbalancingv2::Client::describe_rules).then_compute_output(
+            move |_| {
+                DescribeRulesOutput::builder()
+                    .rules(rule(&state.lock().unwrap().groups))
+                    .build()
+            },
+        )
     };
-    let groups = mock!(aws_sdk_elasticloadbalancingv2::Client::describe_target_groups).then_compute_output(|input| {
-        let mut out = DescribeTargetGroupsOutput::builder();
-        for name in input.names() {
-            out = out.target_groups(TargetGroup::builder().target_group_name(name).target_group_arn(format!("{TG}/{name}/0")).build());
-        }
-        for arn in input.target_group_arns() {
-            let name = arn.split('/').nth(1).unwrap();
-            out = out.target_groups(TargetGroup::builder().target_group_name(name).target_group_arn(arn).build());
-        }
-        out.build()
-    });
+    let groups = mock!(aws_sdk_elasticloadbalancingv2::Client::describe_target_groups)
+        .then_compute_output(|input| {
+            let mut out = DescribeTargetGroupsOutput::builder();
+            for name in input.names() {
+                out = out.target_groups(
+                    TargetGroup::builder()
+                        .target_group_name(name)
+                        .target_group_arn(format!("{TG}/{name}/0"))
+                        .build(),
+                );
+            }
+            for arn in input.target_group_arns() {
+                let name = arn.split('/').nth(1).unwrap();
+                out = out.target_groups(
+                    TargetGroup::builder()
+                        .target_group_name(name)
+                        .target_group_arn(arn)
+                        .build(),
+                );
+            }
+            out.build()
+        });
     let write = {
         let state = state.clone();
         mock!(aws_sdk_elasticloadbalancingv2::Client::modify_rule).then_compute_response(move |input| {
@@ -110,8 +140,12 @@ fn fake(faults: &[Next]) -> (aws_sdk_elasticloadbalancingv2::Client, Arc<Mutex<F
             MockResponse::Output(ModifyRuleOutput::builder().rules(rule(&fake.groups)).build())
         })
     };
-    let client = mock_client!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, [&read, &groups, &write], |c| c
-        .retry_config(RetryConfig::disabled()));
+    let client = mock_client!(
+        aws_sdk_elasticloadbalancingv2,
+        RuleMode::MatchAny,
+        [&read, &groups, &write],
+        |c| c.retry_config(RetryConfig::disabled())
+    );
     (client, state)
 }
 
@@ -144,8 +178,14 @@ async fn throttled_and_priority_in_use_writes_are_retried_to_promotion() {
         }
     }
     assert_eq!(retries.len(), 2, "{retries:?}");
-    assert!(retries[0].contains("throttled") && retries[0].contains("Throttling"), "{retries:?}");
-    assert!(retries[1].contains("conflict") && retries[1].contains("PriorityInUse"), "{retries:?}");
+    assert!(
+        retries[0].contains("throttled") && retries[0].contains("Throttling"),
+        "{retries:?}"
+    );
+    assert!(
+        retries[1].contains("conflict") && retries[1].contains("PriorityInUse"),
+        "{retries:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -80,7 +80,9 @@ impl TargetGroupHealth {
             .names(&self.group)
             .send()
             .await
-            .map_err(|e| traffic_error(&format!("DescribeTargetGroups {}", self.group), e).to_string())?;
+            .map_err(|e| {
+                traffic_error(&format!("DescribeTargetGroups {}", self.group), e).to_string()
+            })?;
         let arn = out
             .target_groups()
             .iter()
@@ -101,7 +103,8 @@ impl TargetGroupHealth {
                 "no targets registered in {group}: requests routed to it fail"
             ));
         }
-        let state = |d: &TargetHealthDescription| d.target_health().and_then(|h| h.state()).cloned();
+        let state =
+            |d: &TargetHealthDescription| d.target_health().and_then(|h| h.state()).cloned();
         let reason = |d: &TargetHealthDescription| {
             d.target_health()
                 .and_then(|h| h.reason())
@@ -180,7 +183,9 @@ impl TargetGroupHealthBuilder {
     pub fn build(self) -> Result<TargetGroupHealth, ConfigError> {
         let mut c = self.inner;
         if c.group.trim().is_empty() {
-            return Err(ConfigError::Check("target health: a target group name or ARN is required".into()));
+            return Err(ConfigError::Check(
+                "target health: a target group name or ARN is required".into(),
+            ));
         }
         if !(0.0..=100.0).contains(&c.min_percent) {
             return Err(ConfigError::Check(format!(
@@ -188,7 +193,9 @@ impl TargetGroupHealthBuilder {
                 c.min_percent
             )));
         }
-        c.name = self.name.unwrap_or_else(|| format!("target health {}", c.group));
+        c.name = self
+            .name
+            .unwrap_or_else(|| format!("target health {}", c.group));
         Ok(c)
     }
 }
@@ -221,14 +228,25 @@ impl HealthCheck for TargetGroupHealth {
 
 #[cfg(test)]
 mod tests {
-    use aws_sdk_elasticloadbalancingv2::types::{TargetDescription, TargetHealth, TargetHealthReasonEnum};
+    use aws_sdk_elasticloadbalancingv2::types::{
+        TargetDescription, TargetHealth, TargetHealthReasonEnum,
+    };
 
     use super::*;
 
-    fn target(id: &str, state: TargetHealthStateEnum, reason: Option<TargetHealthReasonEnum>) -> TargetHealthDescription {
+    fn target(
+        id: &str,
+        state: TargetHealthStateEnum,
+        reason: Option<TargetHealthReasonEnum>,
+    ) -> TargetHealthDescription {
         TargetHealthDescription::builder()
             .target(TargetDescription::builder().id(id).build())
-            .target_health(TargetHealth::builder().state(state).set_reason(reason).build())
+            .target_health(
+                TargetHealth::builder()
+                    .state(state)
+                    .set_reason(reason)
+                    .build(),
+            )
             .build()
     }
 
@@ -247,7 +265,13 @@ mod tests {
         };
         let h = |id| target(id, S::Healthy, None);
         let not_in_use = |id| target(id, S::Unused, Some(TargetHealthReasonEnum::NotInUse));
-        let failing = |id| target(id, S::Unhealthy, Some(TargetHealthReasonEnum::FailedHealthChecks));
+        let failing = |id| {
+            target(
+                id,
+                S::Unhealthy,
+                Some(TargetHealthReasonEnum::FailedHealthChecks),
+            )
+        };
         #[rustfmt::skip]
         let table: Vec<(usize, f64, Vec<TargetHealthDescription>, &str)> = vec![
             (1, 100.0, vec![h("a"), h("b")], "healthy"),
@@ -271,7 +295,9 @@ mod tests {
         let got = check(1, 100.0).judge(&[h("a"), failing("10.0.0.9")]);
         assert!(
             got.to_string().contains("1 of 2 targets healthy in web-v2")
-                && got.to_string().contains("10.0.0.9 unhealthy Target.FailedHealthChecks"),
+                && got
+                    .to_string()
+                    .contains("10.0.0.9 unhealthy Target.FailedHealthChecks"),
             "{got}"
         );
     }
@@ -284,7 +310,11 @@ mod tests {
         let c = || TargetGroupHealth::builder(Client::from_conf(conf.clone()), "g");
         assert!(c().min_healthy_percent(101.0).build().is_err());
         assert!(c().min_healthy_percent(f64::NAN).build().is_err());
-        assert!(TargetGroupHealth::builder(Client::from_conf(conf.clone()), " ").build().is_err());
+        assert!(
+            TargetGroupHealth::builder(Client::from_conf(conf.clone()), " ")
+                .build()
+                .is_err()
+        );
         assert_eq!(c().build().unwrap().name(), "target health g");
     }
 }

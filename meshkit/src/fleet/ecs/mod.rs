@@ -7,6 +7,11 @@
 //! and none failed, and names the stuck state on timeout. Retiring scales the loser to
 //! zero, and deletes it when asked.
 //!
+//! Behind a load balancer ([`EcsVersion::target_group`]), the new version's service is
+//! created with the stable service's load-balancer wiring pointed at its own target
+//! group, and with [`EcsFleet::target_health`] readiness also waits until that group
+//! has as many healthy targets as the service has tasks.
+//!
 //! Retirement of the stable version happens at the end of the plan, so give the rollout
 //! a [`crate::RolloutBuilder::rollback_window`] to keep it running (and the rollout
 //! watching) for a while after promotion.
@@ -21,7 +26,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_ecs::Client;
-use aws_sdk_ecs::types::{Service, ServiceRegistry};
+use aws_sdk_ecs::types::{LoadBalancer, Service, ServiceRegistry};
 use tokio::time::Instant;
 
 pub use version::EcsVersion;
@@ -56,6 +61,8 @@ pub struct EcsFleet {
     versions: HashMap<String, EcsVersion>,
     poll_interval: Duration,
     delete_on_retire: bool,
+    #[cfg(feature = "elbv2")]
+    elb: Option<aws_sdk_elasticloadbalancingv2::Client>,
 }
 
 impl fmt::Debug for EcsFleet {
@@ -78,7 +85,18 @@ impl EcsFleet {
             versions: HashMap::new(),
             poll_interval: Duration::from_secs(5),
             delete_on_retire: false,
+            #[cfg(feature = "elbv2")]
+            elb: None,
         }
+    }
+
+    /// Readiness of a version behind a load balancer also waits until its target
+    /// group has at least as many `healthy` targets as the service runs tasks, read
+    /// with `client` (`DescribeTargetHealth`).
+    #[cfg(feature = "elbv2")]
+    pub fn target_health(mut self, client: aws_sdk_elasticloadbalancingv2::Client) -> Self {
+        self.elb = Some(client);
+        self
     }
 
     /// Maps the route target `name` to an ECS service.
@@ -165,6 +183,35 @@ impl EcsFleet {
             .map(|arn| ServiceRegistry::builder().registry_arn(arn).build())
             .collect::<Vec<_>>();
         let t = template.as_ref();
+        let load_balancers = match &v.load_balancer {
+            None => None,
+            Some(wiring) => {
+                let (container, port) = match &wiring.container {
+                    Some(c) => c.clone(),
+                    None => t
+                        .and_then(|s| s.load_balancers.as_deref())
+                        .and_then(|lbs| lbs.first())
+                        .and_then(|lb| Some((lb.container_name.clone()?, lb.container_port?)))
+                        .ok_or_else(|| FleetError::Backend {
+                            message: format!(
+                                "{}: no container and port for target group {}: the like_service template has no load balancer; use EcsVersion::load_balancer",
+                                v.service, wiring.target_group_arn
+                            ),
+                            source: None,
+                        })?,
+                };
+                Some(vec![
+                    LoadBalancer::builder()
+                        .target_group_arn(&wiring.target_group_arn)
+                        .container_name(container)
+                        .container_port(port)
+                        .build(),
+                ])
+            }
+        };
+        let grace = load_balancers
+            .as_ref()
+            .and(t.and_then(|s| s.health_check_grace_period_seconds));
         self.client
             .create_service()
             .cluster(&self.cluster)
@@ -172,6 +219,8 @@ impl EcsFleet {
             .task_definition(task)
             .desired_count(v.desired_count.unwrap_or(1))
             .set_service_registries((!registries.is_empty()).then_some(registries))
+            .set_load_balancers(load_balancers)
+            .set_health_check_grace_period_seconds(grace)
             .set_launch_type(t.and_then(|s| s.launch_type.clone()))
             .set_capacity_provider_strategy(t.and_then(|s| s.capacity_provider_strategy.clone()))
             .set_platform_version(t.and_then(|s| s.platform_version.clone()))
@@ -247,7 +296,11 @@ impl Fleet for EcsFleet {
         loop {
             let state = match self.describe_for_wait(&v.service).await {
                 Ok(Some(service)) => match readiness(&service) {
-                    Readiness::Ready => return Ok(()),
+                    Readiness::Ready => match self.targets_ready(v, &service).await {
+                        Ok(None) => return Ok(()),
+                        Ok(Some(waiting)) => waiting,
+                        Err(e) => return Err(e),
+                    },
                     Readiness::Failed(why) => {
                         return Err(FleetError::Backend {
                             message: why,
@@ -292,6 +345,64 @@ impl Fleet for EcsFleet {
         }
         tracing::info!(version, service = %v.service, "ECS service retired");
         Ok(())
+    }
+}
+
+impl EcsFleet {
+    /// With target health on: `None` when the version's target group (its own, or the
+    /// existing service's first) has at least as many healthy targets as the service
+    /// runs tasks; otherwise what is missing, in words.
+    async fn targets_ready(
+        &self,
+        v: &EcsVersion,
+        service: &Service,
+    ) -> Result<Option<String>, FleetError> {
+        #[cfg(feature = "elbv2")]
+        if let Some(elb) = &self.elb {
+            let group = v.target_group_arn().map(str::to_owned).or_else(|| {
+                service
+                    .load_balancers
+                    .as_deref()
+                    .and_then(|l| l.first())
+                    .and_then(|l| l.target_group_arn.clone())
+            });
+            let Some(group) = group else { return Ok(None) };
+            let out = match elb
+                .describe_target_health()
+                .target_group_arn(&group)
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) if matches!(classify(&e), Kind::Throttled | Kind::Transport) => {
+                    return Ok(Some(format!(
+                        "DescribeTargetHealth failing: {}",
+                        describe(&e)
+                    )));
+                }
+                Err(e) => return Err(fleet_error(&format!("DescribeTargetHealth {group}"), e)),
+            };
+            let targets = out.target_health_descriptions();
+            let healthy = targets
+                .iter()
+                .filter(|d| {
+                    d.target_health()
+                        .and_then(|h| h.state())
+                        .map(|s| s.as_str())
+                        == Some("healthy")
+                })
+                .count();
+            let needed = usize::try_from(service.running_count.max(1)).unwrap_or(1);
+            if healthy < needed {
+                let name = group.rsplit('/').nth(1).unwrap_or(&group);
+                return Ok(Some(format!(
+                    "target group {name}: {healthy} of {needed} targets healthy ({} registered)",
+                    targets.len()
+                )));
+            }
+        }
+        let _ = (v, service);
+        Ok(None)
     }
 }
 

@@ -7,6 +7,14 @@ pub(crate) struct ContainerChange {
     pub(crate) env: Vec<(String, String)>,
 }
 
+/// Where a version's tasks register behind a load balancer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LbWiring {
+    pub(crate) target_group_arn: String,
+    /// Container and port; `None` copies them from the `like_service` template.
+    pub(crate) container: Option<(String, i32)>,
+}
+
 /// One version of the service as its own ECS service.
 ///
 /// Either a version meshkit brings up ([`EcsVersion::new`]: a task definition revision
@@ -21,6 +29,7 @@ pub struct EcsVersion {
     pub(crate) desired_count: Option<i32>,
     pub(crate) like_service: Option<String>,
     pub(crate) registries: Vec<String>,
+    pub(crate) load_balancer: Option<LbWiring>,
 }
 
 impl EcsVersion {
@@ -35,6 +44,7 @@ impl EcsVersion {
             desired_count: None,
             like_service: None,
             registries: Vec::new(),
+            load_balancer: None,
         }
     }
 
@@ -47,6 +57,7 @@ impl EcsVersion {
             desired_count: None,
             like_service: None,
             registries: Vec::new(),
+            load_balancer: None,
         }
     }
 
@@ -100,6 +111,41 @@ impl EcsVersion {
     pub fn service_registry(mut self, registry_arn: impl Into<String>) -> Self {
         self.registries.push(registry_arn.into());
         self
+    }
+
+    /// Registers the service's tasks in the load balancer target group
+    /// `target_group_arn`, with the container name and port of the `like_service`
+    /// template's load balancer wiring (the stable version's service): the new version
+    /// gets its own target group behind the same listener. With
+    /// [`crate::fleet::ecs::EcsFleet::target_health`], readiness also waits until the
+    /// group's targets are healthy.
+    pub fn target_group(mut self, target_group_arn: impl Into<String>) -> Self {
+        self.load_balancer = Some(LbWiring {
+            target_group_arn: target_group_arn.into(),
+            container: None,
+        });
+        self
+    }
+
+    /// Like [`EcsVersion::target_group`], with the container name and port given.
+    pub fn load_balancer(
+        mut self,
+        target_group_arn: impl Into<String>,
+        container: impl Into<String>,
+        port: i32,
+    ) -> Self {
+        self.load_balancer = Some(LbWiring {
+            target_group_arn: target_group_arn.into(),
+            container: Some((container.into(), port)),
+        });
+        self
+    }
+
+    /// The target group the version's tasks register in, if any.
+    pub fn target_group_arn(&self) -> Option<&str> {
+        self.load_balancer
+            .as_ref()
+            .map(|l| l.target_group_arn.as_str())
     }
 
     /// The ECS service name.
