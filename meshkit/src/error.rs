@@ -80,7 +80,7 @@ pub enum ConfigError {
     /// A plan step the route's backend cannot hold exactly (a 0.5% step on App Mesh,
     /// which holds whole percents).
     #[error(
-        "step {step} is finer than the backend holds (steps of {resolution}); use steps that are multiples of {resolution}, or a backend with finer weights (ALB, NLB, VPC Lattice and the local mesh hold 0.1%)"
+        "step {step} is finer than the backend holds (steps of {resolution}); use steps that are multiples of {resolution}, or a backend with finer weights (ALB, NLB and the local mesh hold 0.1%)"
     )]
     FinerThanBackend {
         /// The step, for example `0.5%`.

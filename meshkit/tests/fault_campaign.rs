@@ -118,11 +118,7 @@ async fn one(seed: u64, tally: &mut Tally) {
         eprintln!("seed {seed}: {result:?}\nhistory: {:#?}", r.history(ROUTE));
     }
     for w in r.writes(ROUTE) {
-        assert_eq!(
-            w.iter().map(|(_, p)| u32::from(p)).sum::<u32>(),
-            100,
-            "seed {seed}"
-        );
+        assert_eq!(w.iter().map(|(_, p)| p).sum::<u32>(), 100, "seed {seed}");
     }
     match result {
         Ok(Outcome::Promoted { weights, .. }) => {

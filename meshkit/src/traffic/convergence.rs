@@ -157,7 +157,8 @@ mod tests {
         let not_yet = |c: Convergence| matches!(c, Convergence::NotYet { .. });
         let few = |c: Convergence| matches!(c, Convergence::TooFewRequests { .. });
         #[rustfmt::skip]
-        let table: Vec<(&Weights, Vec<(&str, u64)>, fn(Convergence) -> bool)> = vec![
+        type Row<'a> = (&'a Weights, Vec<(&'a str, u64)>, fn(Convergence) -> bool);
+        let table: Vec<Row<'_>> = vec![
             // 10% written; 200 requests: sd 2.1 points, tolerance 8.5 points.
             (&ten, vec![("b", 180), ("g", 20)], applied),
             (&ten, vec![("b", 190), ("g", 10)], applied),

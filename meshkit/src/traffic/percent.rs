@@ -63,7 +63,7 @@ impl Percent {
 
     /// True for a whole number of percents.
     pub const fn is_whole(self) -> bool {
-        self.0 % 10 == 0
+        self.0.is_multiple_of(10)
     }
 
     /// The rest of the traffic: `100% - self`.
@@ -75,11 +75,7 @@ impl Percent {
     /// can hold it). Every value is a multiple of [`Percent::TENTH`]; a zero unit
     /// holds only zero.
     pub const fn is_multiple_of(self, unit: Self) -> bool {
-        if unit.0 == 0 {
-            self.0 == 0
-        } else {
-            self.0 % unit.0 == 0
-        }
+        self.0.is_multiple_of(unit.0)
     }
 
     /// The value as a float percentage (`0.5` for 0.5%), for arithmetic on measurements.

@@ -366,14 +366,25 @@ mod tests {
     fn relative_weights_are_kept_exactly() {
         let p = |t: u32| Some(Percent::from_tenths(t).unwrap());
         #[rustfmt::skip]
-        let table: &[(&[(&str, u32)], &str, Option<Percent>, &str)] = &[
+        type Row = (&'static [(&'static str, u32)], &'static str, Option<Percent>, &'static str);
+        let table: &[Row] = &[
             (&[("a", 999), ("b", 1)], "b", p(1), "a=99.9 b=0.1"),
             (&[("a", 1), ("b", 999)], "a", p(1), "a=0.1 b=99.9"),
             (&[("a", 2), ("b", 1)], "b", None, "a=2/3 b=1/3"),
             (&[("a", 9), ("b", 1)], "b", p(100), "a=90 b=10"),
             (&[("a", 995), ("b", 5)], "b", p(5), "a=99.5 b=0.5"),
-            (&[("a", 1), ("b", 0), ("c", 0)], "a", p(1000), "a=100 b=0 c=0"),
-            (&[("a", 1), ("b", 1), ("c", 1)], "c", None, "a=1/3 b=1/3 c=1/3"),
+            (
+                &[("a", 1), ("b", 0), ("c", 0)],
+                "a",
+                p(1000),
+                "a=100 b=0 c=0",
+            ),
+            (
+                &[("a", 1), ("b", 1), ("c", 1)],
+                "c",
+                None,
+                "a=1/3 b=1/3 c=1/3",
+            ),
         ];
         for (pairs, target, share, shown) in table {
             let w = Weights::relative(pairs.iter().copied()).unwrap();

@@ -7,11 +7,12 @@ use meshkit::ConfigError;
 use meshkit::RolloutBuilder;
 use meshkit::health::{
     CloudMapHealth, CloudWatchMetric, HealthCheck, HttpCheck, LatencyP99, PrometheusQuery,
-    SuccessRate, Verdict, from_fn, only_with_traffic,
+    SuccessRate, TargetGroupHealth, Verdict, from_fn, only_with_traffic,
 };
 use meshkit::rollout::InconclusivePolicy;
 use meshkit::sdk::SdkConfig;
 use meshkit::strategy::{BlueGreen, Canary, CanaryBlueGreen, Linear};
+use meshkit::traffic::Percent;
 use meshkit::traffic::appmesh::AppMeshRoute;
 use meshkit::traffic::local::LocalMetrics;
 
@@ -39,9 +40,28 @@ pub fn appmesh_route(spec: &Spec) -> Option<AppMeshRoute> {
     })
 }
 
-/// The route's name for the rollout: `mesh/router/route[@owner]`, or `local`.
+/// The route's name for the rollout: `mesh/router/route[@owner]`, the listener or
+/// rule ARN, or `local`.
 pub fn route_name(spec: &Spec) -> String {
-    appmesh_route(spec).map_or_else(|| "local".to_string(), |r| r.to_string())
+    let r = &spec.route;
+    match r.backend {
+        Backend::Alb | Backend::Nlb => r
+            .rule
+            .clone()
+            .or_else(|| r.listener.clone())
+            .unwrap_or_default(),
+        Backend::Appmesh => appmesh_route(spec).map_or_else(String::new, |r| r.to_string()),
+        Backend::Local => "local".to_string(),
+    }
+}
+
+/// The finest step the spec's backend holds: whole percents on App Mesh, 0.1%
+/// elsewhere.
+pub fn resolution(spec: &Spec) -> Percent {
+    match spec.route.backend {
+        Backend::Appmesh => Percent::ONE,
+        Backend::Alb | Backend::Nlb | Backend::Local => Percent::TENTH,
+    }
 }
 
 /// The local backend's addresses: gateway, stable, new.
@@ -89,12 +109,12 @@ pub fn fnv(key: &str) -> u64 {
 /// Sets the strategy from the spec (already checked by [`Spec::check`]).
 pub fn strategy(b: RolloutBuilder, spec: &Spec) -> Result<RolloutBuilder, SpecError> {
     let s = &spec.strategy;
-    let steps = s.steps.clone().unwrap_or_default();
+    let steps: Vec<Percent> = s.steps.iter().flatten().map(|p| p.0).collect();
     let bake = s.bake.as_ref().map(|d| d.value);
     let pre_check = s.pre_check.as_ref().map(|d| d.value);
     Ok(match s.kind {
         StrategyKind::Canary => {
-            let mut c = Canary::steps(steps);
+            let mut c = Canary::steps_exact(steps);
             if let Some(d) = bake {
                 c = c.bake(d);
             }
@@ -105,7 +125,7 @@ pub fn strategy(b: RolloutBuilder, spec: &Spec) -> Result<RolloutBuilder, SpecEr
         }
         StrategyKind::Linear => {
             let wait = s.wait.as_ref().map(|d| d.value).unwrap_or_default();
-            b.strategy(Linear::new(s.step.unwrap_or_default(), wait))
+            b.strategy(Linear::exact(s.step.map_or(Percent::ZERO, |p| p.0), wait))
         }
         StrategyKind::BlueGreen => {
             let mut g = BlueGreen::new();
@@ -118,7 +138,7 @@ pub fn strategy(b: RolloutBuilder, spec: &Spec) -> Result<RolloutBuilder, SpecEr
             b.strategy(g)
         }
         StrategyKind::CanaryBlueGreen => {
-            let mut g = CanaryBlueGreen::new(steps);
+            let mut g = CanaryBlueGreen::new_exact(steps);
             if let Some(d) = s.step_bake.as_ref().map(|d| d.value) {
                 g = g.step_bake(d);
             }
@@ -168,12 +188,18 @@ pub fn policy(mut b: RolloutBuilder, spec: &Spec) -> Result<RolloutBuilder, Spec
     Ok(b)
 }
 
-/// The spec's checks. Cloud Map checks need `sdk`; without it (validation, `plan`)
-/// each stands in as a check that is never run.
+/// Target group ARNs by the names a spec uses (route versions and checks'
+/// `target_group`), resolved at run time for the load balancer checks.
+pub type Groups = std::collections::HashMap<String, String>;
+
+/// The spec's checks. AWS checks need `sdk` (and the load balancer checks the
+/// resolved target `groups`); without it (validation, `plan`) each stands in as a
+/// check that is never run.
 pub fn checks(
     spec: &Spec,
     sdk: Option<&SdkConfig>,
     metrics: Option<&LocalMetrics>,
+    groups: &Groups,
 ) -> Result<Vec<Box<dyn HealthCheck>>, SpecError> {
     let mut out: Vec<Box<dyn HealthCheck>> = Vec::new();
     for (i, c) in spec.checks.iter().enumerate() {
@@ -270,6 +296,61 @@ pub fn checks(
                     out.push(Box::new(only_with_traffic(check)));
                 }
             }
+            CheckKind::TargetHealth | CheckKind::Target5xx | CheckKind::TargetLatency => {
+                let group = c
+                    .target_group
+                    .clone()
+                    .unwrap_or_else(|| spec.route.new.clone());
+                let Some(sdk) = sdk else {
+                    let name = format!("{} of {group}", describe_kind(c.kind));
+                    out.push(Box::new(from_fn(name, |_| async {
+                        Verdict::inconclusive("not run: validation only")
+                    })));
+                    continue;
+                };
+                if c.kind == CheckKind::TargetHealth {
+                    let mut h =
+                        TargetGroupHealth::builder(meshkit::sdk::elbv2::Client::new(sdk), group);
+                    if let Some(share) = c.min_healthy {
+                        h = h.min_healthy_percent(share * 100.0);
+                    }
+                    if let Some(n) = c.min_instances {
+                        h = h.min_healthy(n);
+                    }
+                    out.push(Box::new(h.build().map_err(cfg)?));
+                    continue;
+                }
+                let route =
+                    meshkit::traffic::elb::ElbRoute::parse(&route_name(spec)).map_err(|e| {
+                        SpecError {
+                            field: Some("route".into()),
+                            at: None,
+                            message: e.to_string(),
+                        }
+                    })?;
+                let arn = groups.get(&group).cloned().ok_or_else(|| SpecError {
+                    field: Some(format!("{field}.target_group")),
+                    at: None,
+                    message: format!("target group {group} was not resolved"),
+                })?;
+                let client = meshkit::sdk::cloudwatch::Client::new(sdk);
+                let lb = route.load_balancer_dimension().to_owned();
+                let tg = meshkit::traffic::elb::target_group_dimension(&arn).to_owned();
+                let window = c.window.as_ref().map(|d| d.value).unwrap_or_default();
+                let check = if c.kind == CheckKind::Target5xx {
+                    CloudWatchMetric::target_5xx(client, lb, tg).max(c.max.unwrap_or_default())
+                } else {
+                    let max = c.max_latency.as_ref().map(|d| d.value).unwrap_or_default();
+                    CloudWatchMetric::target_response_time(client, lb, tg).max(max.as_secs_f64())
+                };
+                out.push(Box::new(
+                    check
+                        .window(window)
+                        .name(format!("{} of {group}", describe_kind(c.kind)))
+                        .build()
+                        .map_err(cfg)?,
+                ));
+            }
             CheckKind::Prometheus => {
                 let range = c.min.unwrap_or(f64::NEG_INFINITY)..=c.max.unwrap_or(f64::INFINITY);
                 let query = c.query.clone().unwrap_or_default();
@@ -279,6 +360,21 @@ pub fn checks(
         }
     }
     Ok(out)
+}
+
+/// A check kind in words.
+pub fn describe_kind(kind: CheckKind) -> &'static str {
+    match kind {
+        CheckKind::TargetHealth => "target health",
+        CheckKind::Target5xx => "target 5xx",
+        CheckKind::TargetLatency => "target p99 response time",
+        CheckKind::Http => "http probe",
+        CheckKind::Cloudmap => "cloudmap health",
+        CheckKind::Prometheus => "prometheus query",
+        CheckKind::Envoy5xx => "envoy 5xx",
+        CheckKind::SuccessRate => "success rate",
+        CheckKind::LatencyP99 => "p99 latency",
+    }
 }
 
 /// Maps a builder error to the spec field it comes from.
@@ -293,6 +389,7 @@ pub fn config_error(e: ConfigError) -> SpecError {
         ConfigError::DeadlineTooShort { .. } => Some("policy.deadline".into()),
         ConfigError::BadRolloutId(_) => Some("policy.id".into()),
         ConfigError::NoChecks => Some("checks".into()),
+        ConfigError::FinerThanBackend { .. } => Some("strategy.steps".into()),
         ConfigError::SameVersions(_) | ConfigError::Weights(_) => Some("route.new".into()),
         _ => None,
     };

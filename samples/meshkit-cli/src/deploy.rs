@@ -159,13 +159,21 @@ pub fn to_spec(d: &DeployJson, service: Option<&str>, stable: &str) -> Result<Sp
             listen: None,
             stable_addr: None,
             new_addr: None,
+            listener: None,
+            rule: None,
+            settle_delay: None,
+            confirm_traffic: None,
+            min_requests: None,
         },
         strategy: StrategySpec {
             kind: StrategyKind::Linear,
             steps: None,
             bake: None,
             pre_check: None,
-            step: Some(step),
+            step: Some(crate::spec::Step(
+                meshkit::traffic::Percent::whole(step)
+                    .map_err(|e| bad("PercentageStep", &e.to_string()))?,
+            )),
             wait: Some(secs("WaitTime", wait)?),
             step_bake: None,
         },
@@ -209,7 +217,10 @@ mod tests {
         assert_eq!(c.max, Some(1.0));
         assert_eq!(spec.route.router.as_deref(), Some("yelb-appserver-vr"));
         assert_eq!(spec.route.route.as_deref(), Some("yelb-appserver-route"));
-        assert_eq!(spec.strategy.step, Some(10));
+        assert_eq!(
+            spec.strategy.step.map(|s| s.0),
+            Some(meshkit::traffic::Percent::whole(10).unwrap())
+        );
         // The id does not depend on the stable node: plan and run agree.
         let other = to_spec(&deploy("10"), None, STABLE_AT_RUN_TIME).unwrap();
         assert_eq!(spec.policy.id, other.policy.id);
@@ -221,8 +232,12 @@ mod tests {
         assert_eq!(err.field.as_deref(), Some("PercentageStep"));
         assert!(err.message.contains("whole number"), "{err}");
         assert_eq!(
-            to_spec(&deploy("\"25\""), None, "s").unwrap().strategy.step,
-            Some(25)
+            to_spec(&deploy("\"25\""), None, "s")
+                .unwrap()
+                .strategy
+                .step
+                .map(|s| s.0),
+            Some(meshkit::traffic::Percent::whole(25).unwrap())
         );
         let d = parse(
             r#"{"EnvironmentName": "e", "MicroserviceName": "s", "PercentageStep": 10,

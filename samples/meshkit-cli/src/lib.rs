@@ -42,6 +42,7 @@ pub mod deploy;
 pub mod spec;
 
 mod aws_env;
+mod elb;
 mod load;
 mod plan;
 mod route;

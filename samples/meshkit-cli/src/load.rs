@@ -103,8 +103,8 @@ pub fn load_spec(text: &str, format: Format) -> Result<Spec, SpecError> {
 /// Everything the rollout builder checks, with no backend call.
 pub(crate) fn validate(spec: &Spec) -> Result<Rollout, SpecError> {
     build::local_addrs(spec)?;
-    let checks = build::checks(spec, None, None)?;
-    let b = rollout_builder(spec, NullRouter, checks)?;
+    let checks = build::checks(spec, None, None, &build::Groups::new())?;
+    let b = rollout_builder(spec, NullRouter(build::resolution(spec)), checks)?;
     b.build().map_err(build::config_error)
 }
 
@@ -162,10 +162,11 @@ use null::NullRouter;
 mod null {
     //! A router for validation only: every call fails, and none is made.
     use meshkit::TrafficError;
-    use meshkit::traffic::{Observed, RouteRef, TrafficRouter, WriteRequest};
+    use meshkit::traffic::{Observed, Percent, RouteRef, TrafficRouter, WriteRequest};
 
-    /// Stands in for the real router while a spec is validated.
-    pub struct NullRouter;
+    /// Stands in for the real router while a spec is validated, with the resolution
+    /// of the spec's backend.
+    pub struct NullRouter(pub Percent);
 
     #[meshkit::async_trait]
     impl TrafficRouter for NullRouter {
@@ -182,6 +183,9 @@ mod null {
             Err(TrafficError::Unsupported {
                 message: "validation only".into(),
             })
+        }
+        fn resolution(&self) -> Percent {
+            self.0
         }
     }
 }

@@ -9,9 +9,10 @@ use crate::load::{Loaded, validate};
 use crate::spec::{Backend, CheckKind, CheckSpec, Spec};
 use crate::{Cli, build, exit};
 
-/// The route calls a run makes on App Mesh, counted the way `meshkit run` makes them
-/// (checked against the emulator's request log by the tests). A check's own calls
-/// (CloudWatch, Cloud Map) come on top and are listed separately.
+/// The route calls a run makes on App Mesh or a load balancer, counted the way
+/// `meshkit run` makes them (checked against the emulator's request log by the
+/// tests). A check's own calls (CloudWatch, Cloud Map, target health) come on top and
+/// are listed separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Calls {
     /// Before the first write: the stable node read from the route (`deploy.json`
@@ -36,6 +37,20 @@ impl Calls {
     pub fn appmesh(loaded: &Loaded) -> Self {
         Self {
             before_first_write: 6 + u32::from(loaded.stable_read),
+            per_shift: 2,
+            per_check_round: 1,
+            to_promote: 4,
+            to_roll_back: 2,
+        }
+    }
+
+    /// The load balancer calls of a run: before the first write, the preflight (the
+    /// route's read, `DescribeTargetGroups` for the groups on the route and for the new
+    /// version's, `DescribeTargetHealth` ×2) and the start's read; then as on App Mesh,
+    /// with `DescribeRules`/`DescribeListeners` and `ModifyRule`/`ModifyListener`.
+    pub fn elb() -> Self {
+        Self {
+            before_first_write: 6,
             per_shift: 2,
             per_check_round: 1,
             to_promote: 4,
@@ -75,7 +90,11 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
     let checks: Vec<String> = spec.checks.iter().map(|c| describe_check(c, new)).collect();
     let policy = rollout.policy();
     let inconclusive = policy.inconclusive().to_string();
-    let calls = (spec.route.backend == Backend::Appmesh).then(|| Calls::appmesh(loaded));
+    let calls = match spec.route.backend {
+        Backend::Appmesh => Some(Calls::appmesh(loaded)),
+        Backend::Alb | Backend::Nlb => Some(Calls::elb()),
+        Backend::Local => None,
+    };
     let check_calls = check_calls(spec);
     if cli.json {
         out!(
@@ -115,7 +134,30 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
         policy.failure_threshold()
     );
     out!("calls:");
+    let elb = matches!(spec.route.backend, Backend::Alb | Backend::Nlb);
     match calls {
+        Some(c) if elb => {
+            let (read, write) = if spec.route.rule.is_some() {
+                ("DescribeRules", "ModifyRule")
+            } else {
+                ("DescribeListeners", "ModifyListener")
+            };
+            out!(
+                "  before the first write: {} (preflight: {read}, DescribeTargetGroups for the groups on the route, DescribeTargetGroups {new} (none when it is on the route already), DescribeTargetHealth {stable}, DescribeTargetHealth {new}; then {read})",
+                c.before_first_write
+            );
+            out!(
+                "  each shift: {} ({read}, {write}, whose answer is the read-back); each check round: {} ({read})",
+                c.per_shift,
+                c.per_check_round
+            );
+            out!(
+                "  to promote: {} ({read}; {read}, {write} taking {stable} off the route; {read}); a rollback: {} ({read}, {write})",
+                c.to_promote,
+                c.to_roll_back
+            );
+            out!("  data plane: {}", crate::elb::settle(spec));
+        }
         Some(c) => {
             out!(
                 "  before the first write: {} (preflight: DescribeMesh, DescribeVirtualRouter, DescribeVirtualNode {stable}, DescribeVirtualNode {new}, DescribeRoute; then DescribeRoute{})",
@@ -148,7 +190,25 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
 
 fn check_calls(spec: &Spec) -> Vec<String> {
     let mut calls = Vec::new();
-    if spec.checks.iter().any(|c| c.kind == CheckKind::Envoy5xx) {
+    if spec.route.confirm_traffic == Some(true) {
+        calls.push("after each write, until confirmed: GetMetricData (per poll)".to_string());
+    }
+    if spec
+        .checks
+        .iter()
+        .any(|c| c.kind == CheckKind::TargetHealth)
+    {
+        calls.push(
+            "each check round: DescribeTargetHealth (per target-health check; DescribeTargetGroups once for a name)"
+                .to_string(),
+        );
+    }
+    if spec.checks.iter().any(|c| {
+        matches!(
+            c.kind,
+            CheckKind::Envoy5xx | CheckKind::Target5xx | CheckKind::TargetLatency
+        )
+    }) {
         calls.push("each check round: GetMetricData (per page)".to_string());
     }
     if spec.checks.iter().any(|c| c.kind == CheckKind::Cloudmap) {
@@ -175,6 +235,24 @@ fn describe_check(c: &CheckSpec, new: &str) -> String {
             c.min.unwrap_or(1.0)
         ),
         CheckKind::LatencyP99 => format!("p99 of the new version at most {}", dur(&c.max_latency)),
+        CheckKind::TargetHealth => format!(
+            "target health of {}: at least {} healthy, {}% of those in service",
+            c.target_group.as_deref().unwrap_or(new),
+            c.min_instances.unwrap_or(1),
+            c.min_healthy.map_or(100.0, |s| s * 100.0)
+        ),
+        CheckKind::Target5xx => format!(
+            "CloudWatch HTTPCode_Target_5XX_Count of {} over {}, at most {}",
+            c.target_group.as_deref().unwrap_or(new),
+            dur(&c.window),
+            c.max.unwrap_or_default()
+        ),
+        CheckKind::TargetLatency => format!(
+            "CloudWatch TargetResponseTime p99 of {} in any minute of {}, at most {}",
+            c.target_group.as_deref().unwrap_or(new),
+            dur(&c.window),
+            dur(&c.max_latency)
+        ),
         CheckKind::Envoy5xx => format!(
             "CloudWatch ingress 5xx of {} (task family {}, cluster {}) over {}, at most {}",
             c.virtual_node.as_deref().unwrap_or(new),

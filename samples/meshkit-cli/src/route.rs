@@ -1,36 +1,53 @@
 //! `meshkit status`, `meshkit promote`, `meshkit rollback`: one read, or one safe write.
 
+use std::sync::Arc;
+
 use meshkit::rollout::SetWeights;
 use meshkit::traffic::appmesh::AppMeshRouter;
 use meshkit::traffic::{RouteRef, TrafficRouter, Weights, client_token};
 use serde_json::json;
 
 use crate::load::Loaded;
+use crate::spec::{Backend, Spec};
 use crate::{Cli, aws_env, build, exit};
 
-/// The App Mesh router and route of an App Mesh spec, or an exit code.
-async fn appmesh(cli: &Cli, loaded: &Loaded) -> Result<(AppMeshRouter, RouteRef), u8> {
-    let Some(route) = build::appmesh_route(&loaded.spec) else {
+/// The router and route of an App Mesh or load balancer spec, and the spec with its
+/// versions by the names the route uses; or an exit code.
+async fn open(cli: &Cli, loaded: &Loaded) -> Result<(Arc<dyn TrafficRouter>, RouteRef, Spec), u8> {
+    if loaded.spec.route.backend == Backend::Local {
         err!("meshkit: a local route exists only inside `meshkit run`");
+        return Err(exit::INVALID);
+    }
+    let sdk = aws_env::sdk(cli).await.map_err(|e| {
+        err!("meshkit: {e}");
+        exit::INVALID
+    })?;
+    if loaded.spec.route.backend != Backend::Appmesh {
+        let elb = crate::elb::connect(&loaded.spec, &sdk, false)
+            .await
+            .map_err(|e| {
+                err!("meshkit: {e}");
+                exit::FAILED
+            })?;
+        return Ok((Arc::new(elb.router), elb.route, elb.spec));
+    }
+    let Some(route) = build::appmesh_route(&loaded.spec) else {
         return Err(exit::INVALID);
     };
     let rr = route.route_ref().map_err(|e| {
         err!("meshkit: {e}");
         exit::INVALID
     })?;
-    let sdk = aws_env::sdk(cli).await.map_err(|e| {
-        err!("meshkit: {e}");
-        exit::INVALID
-    })?;
     Ok((
-        AppMeshRouter::new(meshkit::sdk::appmesh::Client::new(&sdk)),
+        Arc::new(AppMeshRouter::new(meshkit::sdk::appmesh::Client::new(&sdk))),
         rr,
+        loaded.spec.clone(),
     ))
 }
 
 /// Prints the route's weights and revision.
 pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
-    let (router, rr) = match appmesh(cli, loaded).await {
+    let (router, rr, _) = match open(cli, loaded).await {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -43,8 +60,13 @@ pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
                            "revision": now.revision})
                 );
             } else {
+                let what = if loaded.spec.route.backend == Backend::Appmesh {
+                    "version"
+                } else {
+                    "revision"
+                };
                 out!(
-                    "{rr}: {} (version {})",
+                    "{rr}: {} ({what} {})",
                     now.weights,
                     now.revision.as_deref().unwrap_or("?")
                 );
@@ -62,11 +84,11 @@ pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
 /// runner's guarantees: retried, read back, and refused if the route changes between
 /// the read this command shows and the write.
 pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8) -> u8 {
-    let (router, rr) = match appmesh(cli, loaded).await {
+    let (router, rr, spec) = match open(cli, loaded).await {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let (stable, new) = build::versions(&loaded.spec);
+    let (stable, new) = build::versions(&spec);
     let Ok(target) = Weights::split(stable, new, new_percent) else {
         return exit::INVALID;
     };

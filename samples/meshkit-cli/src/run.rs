@@ -16,7 +16,7 @@ use crate::spec::{Backend, CheckKind, Spec};
 use crate::{Cli, aws_env, build, exit};
 
 fn needs_aws(spec: &Spec) -> bool {
-    spec.route.backend == Backend::Appmesh
+    spec.route.backend != Backend::Local
         || spec
             .checks
             .iter()
@@ -37,10 +37,29 @@ pub(crate) async fn run(cli: &Cli, loaded: &Loaded, adopt: bool) -> u8 {
     } else {
         None
     };
+    // A load balancer route: preflight, and the versions' target groups by name.
+    let (mut elb_router, resolved) = match (spec.route.backend, &sdk) {
+        (Backend::Alb | Backend::Nlb, Some(sdk)) => {
+            match crate::elb::connect(spec, sdk, true).await {
+                Ok(elb) => (Some(elb.router), Some((elb.spec, elb.groups))),
+                Err(e) => {
+                    err!("meshkit: cannot start: {e}");
+                    return exit::FAILED;
+                }
+            }
+        }
+        _ => (None, None),
+    };
+    let spec = resolved.as_ref().map_or(spec, |r| &r.0);
+    let groups = resolved.as_ref().map(|r| r.1.clone()).unwrap_or_default();
     let (stable, new) = build::versions(spec);
     let mut local_mesh = None;
-    let router: Arc<dyn TrafficRouter> = match (spec.route.backend, &sdk) {
-        (Backend::Appmesh, Some(sdk)) => {
+    let router: Arc<dyn TrafficRouter> = match (spec.route.backend, elb_router.take()) {
+        (Backend::Alb | Backend::Nlb, Some(router)) => Arc::new(router),
+        (Backend::Appmesh, _) => {
+            let Some(sdk) = &sdk else {
+                return exit::INVALID;
+            };
             let router = AppMeshRouter::new(meshkit::sdk::appmesh::Client::new(sdk));
             let resume = spec.policy.resume.unwrap_or(true);
             let Some(route) = build::appmesh_route(spec) else {
@@ -79,7 +98,7 @@ pub(crate) async fn run(cli: &Cli, loaded: &Loaded, adopt: bool) -> u8 {
         }
     };
     let metrics = local_mesh.as_ref().map(|m: &LocalMesh| m.metrics("local"));
-    let checks = match build::checks(spec, sdk.as_ref(), metrics.as_ref()) {
+    let checks = match build::checks(spec, sdk.as_ref(), metrics.as_ref(), &groups) {
         Ok(c) => c,
         Err(e) => {
             err!("meshkit: invalid spec: {e}");

@@ -28,6 +28,10 @@ pub struct Spec {
 pub enum Backend {
     /// An App Mesh route.
     Appmesh,
+    /// An Application Load Balancer listener's default action or listener rule.
+    Alb,
+    /// A Network Load Balancer listener's default action.
+    Nlb,
     /// The local embedded mesh, started by `meshkit run` for the run.
     Local,
 }
@@ -37,7 +41,7 @@ pub enum Backend {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSpec {
-    /// `appmesh` or `local`.
+    /// `appmesh`, `alb`, `nlb` or `local`.
     pub backend: Backend,
     /// The stable version (App Mesh: its virtual node).
     pub stable: String,
@@ -57,6 +61,17 @@ pub struct RouteSpec {
     pub stable_addr: Option<String>,
     /// Local: the new version's upstream address.
     pub new_addr: Option<String>,
+    /// ALB/NLB: the listener ARN (its default action is shifted).
+    pub listener: Option<String>,
+    /// ALB: the listener-rule ARN (its forward action is shifted).
+    pub rule: Option<String>,
+    /// ALB/NLB: the wait after each write when traffic is not confirmed (default 60 s
+    /// on an ALB, 600 s on an NLB).
+    pub settle_delay: Option<Dur>,
+    /// ALB/NLB: confirm each write from CloudWatch request (flow) counts per target group.
+    pub confirm_traffic: Option<bool>,
+    /// ALB/NLB with `confirm_traffic`: the fewest requests to judge a split (default 200).
+    pub min_requests: Option<u64>,
 }
 
 /// The strategy kinds.
@@ -80,13 +95,13 @@ pub struct StrategySpec {
     /// Which strategy.
     pub kind: StrategyKind,
     /// Percentages on the new version (canary, canary-blue-green).
-    pub steps: Option<Vec<u32>>,
+    pub steps: Option<Vec<Step>>,
     /// Bake per step (canary) or after the cutover (blue-green kinds).
     pub bake: Option<Dur>,
     /// Check the new version with no traffic first.
     pub pre_check: Option<Dur>,
     /// Percent per step (linear).
-    pub step: Option<u32>,
+    pub step: Option<Step>,
     /// Wait per step (linear).
     pub wait: Option<Dur>,
     /// Bake per canary step (canary-blue-green).
@@ -113,6 +128,15 @@ pub enum CheckKind {
     /// Local backend: the new version's p99 latency through the mesh, at most
     /// `max_latency` over `window`, with `min_requests`.
     LatencyP99,
+    /// ALB/NLB: `DescribeTargetHealth` of the new version's target group.
+    TargetHealth,
+    /// ALB: the new version's target group's 5xx count (CloudWatch), at most `max`
+    /// over `window`.
+    #[serde(rename = "target-5xx")]
+    Target5xx,
+    /// ALB: the new version's target group's p99 response time (CloudWatch), at most
+    /// `max_latency` in any minute of `window`.
+    TargetLatency,
 }
 
 /// One health check.
@@ -152,8 +176,11 @@ pub struct CheckSpec {
     pub window: Option<Dur>,
     /// success-rate, latency-p99: fewer requests in the window is inconclusive.
     pub min_requests: Option<u64>,
-    /// latency-p99: the highest healthy p99, e.g. `250ms`.
+    /// latency-p99, target-latency: the highest healthy p99, e.g. `250ms`.
     pub max_latency: Option<Dur>,
+    /// target-health, target-5xx, target-latency: the target group (name or ARN);
+    /// default the route's `new`.
+    pub target_group: Option<String>,
 }
 
 impl CheckSpec {
@@ -177,6 +204,7 @@ impl CheckSpec {
             window: None,
             min_requests: None,
             max_latency: None,
+            target_group: None,
         }
     }
 }
@@ -193,6 +221,11 @@ impl Spec {
             ("listen", r.listen.is_some()),
             ("stable_addr", r.stable_addr.is_some()),
             ("new_addr", r.new_addr.is_some()),
+            ("listener", r.listener.is_some()),
+            ("rule", r.rule.is_some()),
+            ("settle_delay", r.settle_delay.is_some()),
+            ("confirm_traffic", r.confirm_traffic.is_some()),
+            ("min_requests", r.min_requests.is_some()),
         ];
         let (need, allowed): (&[&str], &[&str]) = match r.backend {
             Backend::Appmesh => (
@@ -203,8 +236,28 @@ impl Spec {
                 &["listen", "stable_addr", "new_addr"],
                 &["listen", "stable_addr", "new_addr"],
             ),
+            Backend::Alb => (
+                &[],
+                &[
+                    "listener",
+                    "rule",
+                    "settle_delay",
+                    "confirm_traffic",
+                    "min_requests",
+                ],
+            ),
+            Backend::Nlb => (
+                &["listener"],
+                &[
+                    "listener",
+                    "settle_delay",
+                    "confirm_traffic",
+                    "min_requests",
+                ],
+            ),
         };
         split_fields("route", &spelled(r.backend), &all, need, allowed)?;
+        self.check_elb_route()?;
         let names = [
             ("stable", Some(&r.stable)),
             ("new", Some(&r.new)),
@@ -212,6 +265,8 @@ impl Spec {
             ("mesh_owner", r.mesh_owner.as_ref()),
             ("router", r.router.as_ref()),
             ("route", r.route.as_ref()),
+            ("listener", r.listener.as_ref()),
+            ("rule", r.rule.as_ref()),
         ];
         if let Some((name, _)) = names
             .iter()
@@ -259,6 +314,7 @@ impl Spec {
                 ("window", c.window.is_some()),
                 ("min_requests", c.min_requests.is_some()),
                 ("max_latency", c.max_latency.is_some()),
+                ("target_group", c.target_group.is_some()),
             ];
             let (need, allowed): (&[&str], &[&str]) = match c.kind {
                 CheckKind::Http => (&["url"], &["url", "requests", "min_success"]),
@@ -275,6 +331,12 @@ impl Spec {
                 CheckKind::LatencyP99 => {
                     (&["max_latency"], &["max_latency", "window", "min_requests"])
                 }
+                CheckKind::TargetHealth => (&[], &["target_group", "min_healthy", "min_instances"]),
+                CheckKind::Target5xx => (&["window"], &["target_group", "window", "max"]),
+                CheckKind::TargetLatency => (
+                    &["window", "max_latency"],
+                    &["target_group", "window", "max_latency"],
+                ),
             };
             split_fields(
                 &format!("checks[{i}]"),
@@ -283,6 +345,32 @@ impl Spec {
                 need,
                 allowed,
             )?;
+            let elb = matches!(self.route.backend, Backend::Alb | Backend::Nlb);
+            let needs = match c.kind {
+                CheckKind::TargetHealth if !elb => Some("an alb or nlb route"),
+                CheckKind::Target5xx | CheckKind::TargetLatency
+                    if self.route.backend != Backend::Alb =>
+                {
+                    Some("an alb route (they read Application Load Balancer metrics)")
+                }
+                _ => None,
+            };
+            if let Some(needs) = needs {
+                return Err(SpecError {
+                    field: Some(format!("checks[{i}].kind")),
+                    at: None,
+                    message: format!("{} needs {needs}", spelled(c.kind)),
+                });
+            }
+            if c.kind == CheckKind::TargetHealth
+                && let Some(share) = c.min_healthy.filter(|s| !(0.0..=1.0).contains(s))
+            {
+                return Err(SpecError {
+                    field: Some(format!("checks[{i}].min_healthy")),
+                    at: None,
+                    message: format!("{share} is not a share from 0 to 1"),
+                });
+            }
             let metric = matches!(c.kind, CheckKind::SuccessRate | CheckKind::LatencyP99);
             if metric && self.route.backend != Backend::Local {
                 return Err(SpecError {
@@ -300,6 +388,85 @@ impl Spec {
 
 /// A kind as the spec spells it (`canary-blue-green`, `envoy-5xx`), from its serde
 /// name.
+impl Spec {
+    /// ALB/NLB: exactly one of `listener` or `rule`, each an ARN of its kind.
+    fn check_elb_route(&self) -> Result<(), SpecError> {
+        use meshkit::traffic::elb::{ElbRoute, ElbRouteKind};
+        let r = &self.route;
+        if !matches!(r.backend, Backend::Alb | Backend::Nlb) {
+            return Ok(());
+        }
+        let bad = |field: &str, message: String| SpecError {
+            field: Some(format!("route.{field}")),
+            at: None,
+            message,
+        };
+        let (field, arn, kind) = match (&r.listener, &r.rule) {
+            (Some(_), Some(_)) => {
+                return Err(bad("rule", "give either listener or rule, not both".into()));
+            }
+            (None, None) => {
+                return Err(bad(
+                    "listener",
+                    "missing: alb needs a listener or a rule ARN".into(),
+                ));
+            }
+            (Some(l), None) => ("listener", l, ElbRouteKind::Listener),
+            (None, Some(x)) => ("rule", x, ElbRouteKind::Rule),
+        };
+        let parsed = ElbRoute::parse(arn).map_err(|e| match e {
+            meshkit::TrafficError::BadRequest { message, .. } => bad(field, message),
+            other => bad(field, other.to_string()),
+        })?;
+        if parsed.kind() != kind {
+            return Err(bad(field, format!("{arn} is not a {field} ARN")));
+        }
+        if r.min_requests.is_some() && r.confirm_traffic != Some(true) {
+            return Err(bad(
+                "min_requests",
+                "only used with confirm_traffic = true".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A plan step: a whole (`10`) or decimal (`0.5`, `"0.5%"`) percentage, in steps of 0.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step(pub meshkit::traffic::Percent);
+
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use meshkit::traffic::Percent;
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Step;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a percentage from 0.1 to 100 in steps of 0.1, such as 10 or 0.5")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Step, E> {
+                let whole = u32::try_from(v).unwrap_or(u32::MAX);
+                Percent::whole(whole).map(Step).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Step, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!(
+                        "'{v}' is not a valid percentage: use 0 to 100 in steps of 0.1"
+                    ))),
+                }
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Step, E> {
+                Percent::try_from(v).map(Step).map_err(E::custom)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Step, E> {
+                v.parse().map(Step).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 fn spelled<T: fmt::Debug>(kind: T) -> String {
     let debug = format!("{kind:?}");
     let mut out = String::new();
@@ -591,12 +758,25 @@ pub fn line_col(text: &str, at: usize) -> (usize, usize) {
 /// Where the table `name` starts: `[name]` or `[[name]]` in TOML, `"name"` in JSON.
 pub fn locate_table(text: &str, name: &str, format: Format) -> Option<(usize, usize)> {
     let at = match format {
-        Format::Toml => text
-            .find(&format!("[{name}]"))
-            .or_else(|| text.find(&format!("[[{name}]]")))?,
+        Format::Toml => toml_table(text, name)?,
         Format::Json => text.find(&format!("\"{name}\""))?,
     };
     Some(line_col(text, at))
+}
+
+/// The offset of the line that opens TOML table `name` (`[name]` or `[[name]]` at the
+/// start of a line; a comment that mentions it is not it).
+fn toml_table(text: &str, name: &str) -> Option<usize> {
+    let (single, array) = (format!("[{name}]"), format!("[[{name}]]"));
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with(&single) || trimmed.starts_with(&array) {
+            return Some(offset + line.len() - trimmed.len());
+        }
+        offset += line.len();
+    }
+    None
 }
 
 /// Where the field `path` (`section.key`) is written in `text`, found by looking for
@@ -606,9 +786,7 @@ pub fn locate(text: &str, path: &str, format: Format) -> Option<(usize, usize)> 
     let (section, key) = path.split_once('.').unwrap_or(("", path));
     let start = match (section, format) {
         ("", _) => 0,
-        (s, Format::Toml) => text
-            .find(&format!("[{s}]"))
-            .or_else(|| text.find(&format!("[[{s}]]")))?,
+        (s, Format::Toml) => toml_table(text, s)?,
         (s, Format::Json) => text.find(&format!("\"{s}\""))?,
     };
     let needle = match format {
@@ -649,5 +827,13 @@ mod tests {
         assert_eq!(spelled(CheckKind::Envoy5xx), "envoy-5xx");
         assert_eq!(spelled(CheckKind::LatencyP99), "latency-p99");
         assert_eq!(spelled(Backend::Appmesh), "appmesh");
+        assert_eq!(spelled(CheckKind::Target5xx), "target-5xx");
+    }
+
+    #[test]
+    fn a_table_named_in_a_comment_is_not_the_table() {
+        let text = "# only [route] changes\n[route]\nrule = \"x\"\n";
+        assert_eq!(locate(text, "route.rule", Format::Toml), Some((3, 1)));
+        assert_eq!(locate_table(text, "route", Format::Toml), Some((2, 1)));
     }
 }

@@ -81,7 +81,8 @@ fn an_invalid_spec_names_the_field_and_line_and_exits_2() {
         ("blank.toml", GOPHER_SPEC.replace("route = \"distributor-route\"", "route = \"  \""), "route.route (line 6, column 1): must not be empty"),
         ("no-stable.toml", GOPHER_SPEC.replace("stable = \"distributorV1\"\n", ""), "route.stable (line 2, column 1): missing"),
         ("no-kind.toml", GOPHER_SPEC.replace("kind = \"canary\"\n", ""), "strategy.kind (line 10, column 1): missing"),
-        ("fraction.toml", GOPHER_SPEC.replace("[10, 50, 100]", "[10.5, 50, 100]"), "strategy.steps[0] (line 12"),
+        ("fraction.toml", GOPHER_SPEC.replace("[10, 50, 100]", "[10.55, 50, 100]"), "strategy.steps[0] (line 12"),
+        ("finer.toml", GOPHER_SPEC.replace("[10, 50, 100]", "[10.5, 50, 100]"), "strategy.steps (line 12, column 1): step 10.5% is finer than the backend holds (steps of 1%)"),
     ];
     for (name, body, expected) in cases {
         let spec = spec_file(&dir, name, &body);

@@ -238,13 +238,35 @@ mod tests {
             .build();
         let six: Vec<_> = (0..6).map(|i| tuple(&format!("tg-{i}"), Some(1))).collect();
         #[rustfmt::skip]
-        let table: Vec<(Vec<Action>, Result<Vec<(&str, u32)>, &str>)> = vec![
+        type Expect = Result<Vec<(&'static str, u32)>, &'static str>;
+        let table: Vec<(Vec<Action>, Expect)> = vec![
             (vec![plain.clone()], Ok(vec![("tg-a", 1)])),
-            (vec![forward(vec![tuple("a", Some(999)), tuple("b", Some(1))], true)], Ok(vec![("a", 999), ("b", 1)])),
-            (vec![forward(vec![tuple("a", None)], false)], Ok(vec![("a", 1)])),
-            (vec![oidc(), forward(vec![tuple("a", Some(0)), tuple("b", Some(5))], false)], Ok(vec![("a", 0), ("b", 5)])),
-            (vec![forward(vec![tuple("a", Some(1000))], false)], Err("outside 0-999")),
-            (vec![forward(vec![tuple("a", Some(-1))], false)], Err("outside 0-999")),
+            (
+                vec![forward(
+                    vec![tuple("a", Some(999)), tuple("b", Some(1))],
+                    true,
+                )],
+                Ok(vec![("a", 999), ("b", 1)]),
+            ),
+            (
+                vec![forward(vec![tuple("a", None)], false)],
+                Ok(vec![("a", 1)]),
+            ),
+            (
+                vec![
+                    oidc(),
+                    forward(vec![tuple("a", Some(0)), tuple("b", Some(5))], false),
+                ],
+                Ok(vec![("a", 0), ("b", 5)]),
+            ),
+            (
+                vec![forward(vec![tuple("a", Some(1000))], false)],
+                Err("outside 0-999"),
+            ),
+            (
+                vec![forward(vec![tuple("a", Some(-1))], false)],
+                Err("outside 0-999"),
+            ),
             (vec![forward(six, false)], Err("limit of 5")),
             (vec![fixed], Err("fixed-response action")),
             (vec![plain.clone(), plain], Err("more than one forward")),
@@ -268,12 +290,19 @@ mod tests {
     fn weights_fit_in_0_to_999_most_readably() {
         let tenth = |t| Weights::split_exact("a", "b", Percent::from_tenths(t).unwrap()).unwrap();
         #[rustfmt::skip]
-        let table: Vec<(Weights, Option<Vec<(&str, u32)>>)> = vec![
-            (Weights::split("a", "b", 10).unwrap(), Some(vec![("a", 90), ("b", 10)])),
+        type Pairs = Vec<(&'static str, u32)>;
+        let table: Vec<(Weights, Option<Pairs>)> = vec![
+            (
+                Weights::split("a", "b", 10).unwrap(),
+                Some(vec![("a", 90), ("b", 10)]),
+            ),
             (tenth(1), Some(vec![("a", 999), ("b", 1)])),
             (tenth(5), Some(vec![("a", 995), ("b", 5)])),
             (tenth(1000), Some(vec![("a", 0), ("b", 100)])),
-            (Weights::relative([("a", 2), ("b", 1)]).unwrap(), Some(vec![("a", 2), ("b", 1)])),
+            (
+                Weights::relative([("a", 2), ("b", 1)]).unwrap(),
+                Some(vec![("a", 2), ("b", 1)]),
+            ),
             (Weights::relative([("a", 1000), ("b", 1)]).unwrap(), None),
         ];
         for (w, want) in table {
