@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use meshkit::TrafficError;
-use meshkit::traffic::{Observed, RouteRef, TrafficRouter, Weights, WriteRequest};
+use meshkit::traffic::{
+    Observed, Percent, RouteRef, TrafficRouter, Weights, WriteRequest, revision_digest,
+};
 use tokio::time::Instant;
 
 /// Who made a change to a route.
@@ -36,6 +38,9 @@ pub enum Fault {
     FailReads(u32),
     /// Another writer sets this route to these weights (visible at once).
     External(String, Weights),
+    /// Another writer changes a setting of this route other than its weights (a load
+    /// balancer rule's stickiness): the weights stay, the revision changes.
+    ExternalSetting(String),
 }
 
 /// One applied change to a route.
@@ -54,6 +59,8 @@ struct Route {
     previous: Observed,
     visible_from: Instant,
     revision: u64,
+    /// The route's other settings, as a number another writer may change.
+    setting: u64,
     history: Vec<Change>,
 }
 
@@ -66,16 +73,48 @@ impl Route {
         }
     }
 
-    fn apply(&mut self, weights: Weights, by: ChangedBy, lag: Duration) {
+    fn apply(&mut self, weights: Weights, by: ChangedBy, lag: Duration, versionless: bool) {
         self.previous = self.view();
         self.revision += 1;
+        let weights = if versionless {
+            as_load_balancer(&weights)
+        } else {
+            weights
+        };
         self.current = Observed {
+            revision: Some(self.revision_of(&weights, versionless)),
             weights: weights.clone(),
-            revision: Some(self.revision.to_string()),
         };
         self.visible_from = Instant::now() + lag;
         self.history.push(Change { weights, by });
     }
+
+    /// The revision of `weights` held here: a version number, or without versions a
+    /// digest of the weights as held and the other settings.
+    fn revision_of(&self, weights: &Weights, versionless: bool) -> String {
+        if versionless {
+            let held: Vec<String> = weights.iter().map(|(n, w)| format!("{n}={w}")).collect();
+            revision_digest([held.join(","), format!("setting={}", self.setting)])
+        } else {
+            self.revision.to_string()
+        }
+    }
+}
+
+/// `weights` as a load balancer holds them: integers 0-999, as percentages when whole,
+/// else in tenths, else in lowest terms.
+fn as_load_balancer(weights: &Weights) -> Weights {
+    let fits = |v: &Vec<(&str, u32)>| v.iter().all(|(_, w)| *w <= 999);
+    let held = [
+        weights.in_units(100),
+        weights.in_units(1000),
+        Some(weights.lowest_terms()),
+    ]
+    .into_iter()
+    .flatten()
+    .find(fits);
+    held.and_then(|v| Weights::relative(v).ok())
+        .unwrap_or_else(|| weights.clone())
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +127,7 @@ struct State {
     fail_reads: u32,
     lag: Duration,
     report_applied: bool,
+    versionless: bool,
     read_calls: u64,
     write_calls: u64,
     applied_writes: u64,
@@ -103,8 +143,17 @@ impl State {
             Fault::Throttle(n) => self.throttle = n,
             Fault::FailReads(n) => self.fail_reads = n,
             Fault::External(name, weights) => {
+                let versionless = self.versionless;
                 if let Some(r) = self.routes.get_mut(&name) {
-                    r.apply(weights, ChangedBy::External, Duration::ZERO);
+                    r.apply(weights, ChangedBy::External, Duration::ZERO, versionless);
+                }
+            }
+            Fault::ExternalSetting(name) => {
+                let versionless = self.versionless;
+                if let Some(r) = self.routes.get_mut(&name) {
+                    let weights = r.current.weights.clone();
+                    r.setting += 1;
+                    r.apply(weights, ChangedBy::External, Duration::ZERO, versionless);
                 }
             }
         }
@@ -138,6 +187,16 @@ impl InMemoryRouter {
         Self::default()
     }
 
+    /// An empty router that behaves like a load balancer: weights held as integers up
+    /// to 999 (so it holds 0.1% steps, [`TrafficRouter::resolution`]), and no version:
+    /// the revision is a digest of the weights as held and the route's other settings,
+    /// which [`Fault::ExternalSetting`] changes.
+    pub fn versionless() -> Self {
+        let r = Self::default();
+        r.lock().versionless = true;
+        r
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere in a test must not hide this router's state.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -145,18 +204,31 @@ impl InMemoryRouter {
 
     /// Adds (or replaces) a route with the given weights, revision 1.
     pub fn insert(&self, route: &str, weights: Weights) {
-        let obs = Observed {
-            weights: weights.clone(),
-            revision: Some("1".into()),
+        let mut s = self.lock();
+        let versionless = s.versionless;
+        let weights = if versionless {
+            as_load_balancer(&weights)
+        } else {
+            weights
         };
-        let r = Route {
-            current: obs.clone(),
-            previous: obs,
+        let mut r = Route {
+            current: Observed {
+                weights: weights.clone(),
+                revision: None,
+            },
+            previous: Observed {
+                weights: weights.clone(),
+                revision: None,
+            },
             visible_from: Instant::now(),
             revision: 1,
+            setting: 0,
             history: vec![],
         };
-        self.lock().routes.insert(route.to_owned(), r);
+        let revision = Some(r.revision_of(&weights, versionless));
+        r.current.revision = revision.clone();
+        r.previous.revision = revision;
+        s.routes.insert(route.to_owned(), r);
     }
 
     /// The weights really in force (ignoring read lag), or `None` for an unknown route.
@@ -232,9 +304,14 @@ impl InMemoryRouter {
 
     /// Another writer sets the route's weights now (visible at once).
     pub fn external_write(&self, route: &str, weights: Weights) {
-        if let Some(r) = self.lock().routes.get_mut(route) {
-            r.apply(weights, ChangedBy::External, Duration::ZERO);
-        }
+        self.lock()
+            .inject(Fault::External(route.to_owned(), weights));
+    }
+
+    /// Another writer changes a setting of the route other than its weights, now
+    /// ([`Fault::ExternalSetting`]).
+    pub fn external_setting(&self, route: &str) {
+        self.lock().inject(Fault::ExternalSetting(route.to_owned()));
     }
 
     /// Another writer sets the route's weights right after the `n`th applied router
@@ -290,12 +367,12 @@ impl TrafficRouter for InMemoryRouter {
         if take(&mut s.fail_writes) {
             return Err(TrafficError::transport("injected write failure"));
         }
-        let lag = s.lag;
+        let (lag, versionless) = (s.lag, s.versionless);
         let by = ChangedBy::Router {
             token: request.token.clone(),
         };
         if let Some(r) = s.routes.get_mut(route.as_str()) {
-            r.apply(request.weights.clone(), by, lag);
+            r.apply(request.weights.clone(), by, lag, versionless);
         }
         s.applied_writes += 1;
         let n = s.applied_writes;
@@ -326,5 +403,13 @@ impl TrafficRouter for InMemoryRouter {
             .get(route.as_str())
             .map(|r| Some(r.view().weights))
             .ok_or_else(|| TrafficError::not_found(route.as_str()))
+    }
+
+    fn resolution(&self) -> Percent {
+        if self.lock().versionless {
+            Percent::TENTH
+        } else {
+            Percent::ONE
+        }
     }
 }

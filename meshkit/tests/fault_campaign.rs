@@ -6,6 +6,11 @@
 //! with the route really at 100% stable, or stopped with an error naming the weights
 //! really in force. No write may ever carry weights that do not sum to 100.
 //!
+//! The same campaign runs again on a router that behaves like a load balancer: relative
+//! weights held as integers up to 999, plans in 0.1% steps, no version (the revision is
+//! a digest of what was read), and other writers that set relative weights (999:1, 2:1)
+//! or change only a setting beside the weights (a rule's stickiness).
+//!
 //! To see one schedule's history: `CAMPAIGN_DEBUG=<seed> cargo test -p meshkit --test
 //! fault_campaign -- --nocapture`.
 
@@ -17,7 +22,7 @@ use common::{ROUTE, router, split};
 use meshkit::health::Verdict;
 use meshkit::rollout::InconclusivePolicy;
 use meshkit::strategy::{BlueGreen, Canary, CanaryBlueGreen, Linear};
-use meshkit::traffic::Weights;
+use meshkit::traffic::{Percent, Weights};
 use meshkit::{Outcome, Rollout, RolloutError};
 use meshkit_testing::{Fault, InMemoryFleet, InMemoryRouter, ScriptedHealthCheck};
 
@@ -42,7 +47,39 @@ fn script(rng: &mut fastrand::Rng) -> Vec<Verdict> {
         .collect()
 }
 
-fn faults(rng: &mut fastrand::Rng, r: &InMemoryRouter) {
+/// Which router the campaign runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Percentages and a version number (App Mesh-like).
+    Versioned,
+    /// Relative weights up to 999 and a digest revision (load balancer-like).
+    Versionless,
+}
+
+/// What another writer sets: on a load balancer, any relative split.
+fn external(rng: &mut fastrand::Rng, kind: Kind) -> Fault {
+    if kind == Kind::Versioned {
+        return Fault::External(ROUTE.into(), split(rng.u8(0..=100)));
+    }
+    match rng.u8(0..4) {
+        0 => Fault::ExternalSetting(ROUTE.into()),
+        1 => Fault::External(
+            ROUTE.into(),
+            Weights::relative([("v1", 999), ("v2", 1)]).unwrap(),
+        ),
+        2 => Fault::External(
+            ROUTE.into(),
+            Weights::relative([("v1", 2), ("v2", 1)]).unwrap(),
+        ),
+        _ => Fault::External(
+            ROUTE.into(),
+            Weights::split_exact("v1", "v2", Percent::from_tenths(rng.u32(0..=1000)).unwrap())
+                .unwrap(),
+        ),
+    }
+}
+
+fn faults(rng: &mut fastrand::Rng, r: &InMemoryRouter, kind: Kind) {
     for _ in 0..rng.usize(0..6) {
         let n = rng.u64(0..8);
         let k = rng.u32(1..4);
@@ -52,7 +89,7 @@ fn faults(rng: &mut fastrand::Rng, r: &InMemoryRouter) {
             2 => Fault::LoseResponses(k),
             3 => Fault::Throttle(k),
             4 => Fault::FailReads(k),
-            5 => Fault::External(ROUTE.into(), split(rng.u8(0..=100))),
+            5 => external(rng, kind),
             _ => Fault::FailWrites(rng.u32(5..50)),
         };
         if n == 0 {
@@ -63,7 +100,7 @@ fn faults(rng: &mut fastrand::Rng, r: &InMemoryRouter) {
                 Fault::LoseResponses(k) => r.lose_next_responses(k),
                 Fault::Throttle(k) => r.throttle_next_calls(k),
                 Fault::FailReads(k) => r.fail_next_reads(k),
-                Fault::External(_, _) => {}
+                Fault::External(_, _) | Fault::ExternalSetting(_) => {}
             }
         } else {
             r.after_writes(n, fault);
@@ -75,10 +112,22 @@ fn faults(rng: &mut fastrand::Rng, r: &InMemoryRouter) {
     r.report_applied(rng.bool());
 }
 
-async fn one(seed: u64, tally: &mut Tally) {
+async fn one(seed: u64, kind: Kind, tally: &mut Tally) {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let r = router();
-    faults(&mut rng, &r);
+    let r = match kind {
+        Kind::Versioned => router(),
+        Kind::Versionless => {
+            let r = InMemoryRouter::versionless();
+            r.insert(ROUTE, split(0));
+            r
+        }
+    };
+    faults(&mut rng, &r, kind);
+    let tenths = |t: &[u32]| {
+        t.iter()
+            .map(|t| Percent::from_tenths(*t).unwrap())
+            .collect::<Vec<_>>()
+    };
     let bake = Duration::from_secs(rng.u64(0..120));
     let b = Rollout::builder()
         .router(r.clone())
@@ -86,14 +135,28 @@ async fn one(seed: u64, tally: &mut Tally) {
         .from("v1")
         .to("v2")
         .id(format!("seed{seed}"));
-    let b = match rng.u8(0..4) {
-        0 => b.strategy(Canary::steps([5, 25, 50, 100]).bake(bake)),
-        1 => b.strategy(Linear::new(rng.u32(10..=50), bake)),
-        2 => b
+    let b = match (rng.u8(0..4), kind) {
+        (0, Kind::Versioned) => b.strategy(Canary::steps([5, 25, 50, 100]).bake(bake)),
+        (0, Kind::Versionless) => {
+            b.strategy(Canary::steps_exact(tenths(&[1, 5, 125, 500, 1000])).bake(bake))
+        }
+        (1, Kind::Versioned) => b.strategy(Linear::new(rng.u32(10..=50), bake)),
+        (1, Kind::Versionless) => b.strategy(Linear::exact(
+            Percent::from_tenths(rng.u32(55..=500)).unwrap(),
+            bake,
+        )),
+        (2, _) => b
             .strategy(BlueGreen::new().pre_check(bake).bake(bake))
             .fleet(InMemoryFleet::new()),
-        _ => b
+        (_, Kind::Versioned) => b
             .strategy(CanaryBlueGreen::new([10, 40]).step_bake(bake).bake(bake))
+            .fleet(InMemoryFleet::new()),
+        (_, Kind::Versionless) => b
+            .strategy(
+                CanaryBlueGreen::new_exact(tenths(&[5, 333]))
+                    .step_bake(bake)
+                    .bake(bake),
+            )
             .fleet(InMemoryFleet::new()),
     };
     let b = b
@@ -118,7 +181,17 @@ async fn one(seed: u64, tally: &mut Tally) {
         eprintln!("seed {seed}: {result:?}\nhistory: {:#?}", r.history(ROUTE));
     }
     for w in r.writes(ROUTE) {
-        assert_eq!(w.iter().map(|(_, p)| p).sum::<u32>(), 100, "seed {seed}");
+        match kind {
+            Kind::Versioned => {
+                assert_eq!(w.iter().map(|(_, p)| p).sum::<u32>(), 100, "seed {seed}")
+            }
+            Kind::Versionless => {
+                assert!(
+                    w.total() > 0 && w.iter().all(|(_, x)| x <= 999),
+                    "seed {seed}: {w:?}"
+                );
+            }
+        }
     }
     match result {
         Ok(Outcome::Promoted { weights, .. }) => {
@@ -158,11 +231,22 @@ async fn one(seed: u64, tally: &mut Tally) {
 
 #[tokio::test(start_paused = true)]
 async fn every_schedule_ends_safely() {
+    campaign(Kind::Versioned).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_schedule_ends_safely_on_a_versionless_relative_router() {
+    campaign(Kind::Versionless).await;
+}
+
+/// Runs every seed on `kind`. A wrong end state fails the seed's assertions in `one`:
+/// an outcome whose route is between versions, or a success the route does not show.
+async fn campaign(kind: Kind) {
     let mut tally = Tally::default();
     for seed in 0..SCHEDULES {
-        one(seed, &mut tally).await;
+        one(seed, kind, &mut tally).await;
     }
-    println!("fault campaign over {SCHEDULES} schedules: {tally:?}");
+    println!("fault campaign ({kind:?}) over {SCHEDULES} schedules: {tally:?}");
     let total = tally.promoted
         + tally.rolled_back
         + tally.concurrent

@@ -1053,3 +1053,73 @@ mod tokens {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_setting_changed_beside_the_weights_on_a_versionless_router_stops_the_rollout() {
+    let r = meshkit_testing::InMemoryRouter::versionless();
+    r.insert(ROUTE, split(0));
+    let rollout = Rollout::builder()
+        .router(r.clone())
+        .route(ROUTE)
+        .from("v1")
+        .to("v2")
+        .strategy(
+            meshkit::strategy::Canary::steps_exact([
+                meshkit::traffic::Percent::from_tenths(5).unwrap(),
+                meshkit::traffic::Percent::ALL,
+            ])
+            .bake(Duration::from_secs(60)),
+        )
+        .check(ScriptedHealthCheck::healthy())
+        .build()
+        .unwrap();
+    // Once the first step is written and read back, another writer changes only a
+    // setting (a rule's stickiness): the weights stay, the digest revision moves.
+    let mut events = rollout.events();
+    let other = r.clone();
+    tokio::spawn(async move {
+        while let Some(e) = events.recv().await {
+            if matches!(e, Event::WeightsWritten { .. }) {
+                other.external_setting(ROUTE);
+                break;
+            }
+        }
+    });
+    let err = rollout.run().await.unwrap_err();
+    assert!(
+        matches!(err, RolloutError::ConcurrentWriter { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("same weights"), "{err}");
+    // The 0.5% write is the only one: held as 995:5, and left as the other writer left it.
+    assert_eq!(
+        r.writes(ROUTE),
+        vec![Weights::relative([("v1", 995), ("v2", 5)]).unwrap()]
+    );
+    assert_eq!(r.weights(ROUTE).unwrap().get("v2"), Some(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plan_finer_than_the_backend_is_refused_before_anything_is_written() {
+    let r = router();
+    let err = Rollout::builder()
+        .router(r.clone())
+        .route(ROUTE)
+        .from("v1")
+        .to("v2")
+        .strategy(meshkit::strategy::Canary::steps_exact([
+            meshkit::traffic::Percent::from_tenths(5).unwrap(),
+            meshkit::traffic::Percent::ALL,
+        ]))
+        .check(ScriptedHealthCheck::healthy())
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        meshkit::ConfigError::FinerThanBackend {
+            step: "0.5%".into(),
+            resolution: "1%".into()
+        }
+    );
+    assert_eq!(r.write_calls() + r.read_calls(), 0);
+}

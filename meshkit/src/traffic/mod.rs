@@ -79,7 +79,11 @@ pub struct Observed {
     ///   revision are another writer's change ("route changed, same weights"); so are
     ///   different weights, whatever the revision.
     ///   A digest cannot see a change that was undone between two reads (A → B → A);
-    ///   a native version can.
+    ///   a native version can. Nor can it tell a change another writer made between
+    ///   meshkit's write and its read-back from meshkit's own, when that change keeps
+    ///   the weights meshkit wrote: return the route from [`TrafficRouter::write`]
+    ///   when the backend's answer carries it (App Mesh's and the load balancers' do),
+    ///   which closes that window.
     /// - **`None`** only for a backend that can give neither a version nor a digest.
     ///   meshkit then compares weights alone, and cannot see another writer that
     ///   changed something other than the weights. Never put a timestamp of the read
