@@ -126,3 +126,8 @@ pub use traffic::TrafficError;
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
+
+/// The migration guide's code blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/migrating-from-app-mesh.md")]
+struct MigrationDoctests;
