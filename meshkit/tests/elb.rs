@@ -455,6 +455,11 @@ async fn a_spare_group_at_weight_0_stays_at_0_and_calls_per_step_are_two() {
         count("ModifyRule") + count("DescribeRules"),
         "{calls:?}"
     );
+    println!(
+        "ELB calls for a 3-step canary: {} ModifyRule, {} DescribeRules ({rounds} check rounds)",
+        count("ModifyRule"),
+        count("DescribeRules")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
