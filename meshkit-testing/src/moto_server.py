@@ -117,6 +117,28 @@ class NormaliseTimestamps:
         return [body]
 
 
+# moto names every load balancer `loadbalancer/app/...`; AWS names a Network Load
+# Balancer `loadbalancer/net/...` (and its listeners and rules after it), which is how
+# clients tell the two apart. Rename network load balancers as AWS does.
+try:
+    from moto.elbv2 import models as elbv2_models
+
+    _create_load_balancer = elbv2_models.ELBv2Backend.create_load_balancer
+
+    def create_load_balancer(self, *args, **kwargs):
+        lb = _create_load_balancer(self, *args, **kwargs)
+        if lb.type == "network" and ":loadbalancer/app/" in lb.arn:
+            old = lb.arn
+            lb.arn = old.replace(":loadbalancer/app/", ":loadbalancer/net/")
+            self.load_balancers[lb.arn] = self.load_balancers.pop(old)
+            self.tagging_service.copy_tags(old, lb.arn)
+        return lb
+
+    elbv2_models.ELBv2Backend.create_load_balancer = create_load_balancer
+except Exception:  # noqa: BLE001 - an emulator without ELBv2 still serves the rest
+    pass
+
+
 def exit_when_parent_goes():
     sys.stdin.read()
     os._exit(0)

@@ -217,6 +217,13 @@ async fn every_strategy_on_a_rule_keeps_conditions_priority_and_stickiness() {
 async fn every_strategy_on_alb_and_nlb_default_actions() {
     for nlb in [false, true] {
         let s = setup(nlb).await;
+        // A Network Load Balancer's listener is named `net/`, as on AWS.
+        let kind = if nlb {
+            ":listener/net/"
+        } else {
+            ":listener/app/"
+        };
+        assert!(s.topo.listener.contains(kind), "{}", s.topo.listener);
         for (from, to, strategy) in strategies() {
             let name = strategy.name().to_owned();
             let outcome = rollout(s.router(), &s.topo.listener, from, to, strategy)
@@ -629,6 +636,8 @@ async fn a_rollout_goes_on_only_when_measured_traffic_follows_the_weights() {
             })
             .wait(Duration::from_secs(3))
     };
+    // The new group is on the rule at 0 already (no attaching write to feed).
+    s.set_rule(&[(V1, 100), (V2, 0)], Some(300)).await;
     // The load balancer applies: promoted, with the measurement in the events.
     let router = ElbRouter::new(Client::new(&s.sdk)).confirm_with(metrics());
     let run = rollout(
@@ -675,4 +684,65 @@ async fn a_rollout_goes_on_only_when_measured_traffic_follows_the_weights() {
         other => panic!("expected a rollback for an unapplied split, got {other}"),
     }
     feeder.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_checks_read_the_new_groups_metrics_given_arns() {
+    use meshkit::health::{CheckContext, CloudWatchMetric, HealthCheck, TargetGroupHealth};
+    let s = setup(false).await;
+    let cw = meshkit::sdk::cloudwatch::Client::new(&s.sdk);
+    let ctx = CheckContext {
+        stage: 0,
+        stable: V1.into(),
+        candidate: V2.into(),
+        weights: Weights::split(V1, V2, 10).unwrap(),
+        stage_elapsed: Duration::ZERO,
+    };
+    // ARNs work as well as dimensions: the rule's for the load balancer, the group's.
+    let five = || {
+        CloudWatchMetric::target_5xx(cw.clone(), s.rule(), s.topo.arn(V2))
+            .window(Duration::from_secs(300))
+            .build()
+            .unwrap()
+    };
+    let put = |metric: &'static str, group: &'static str, v: f64| {
+        let (cw, lb, arn) = (
+            cw.clone(),
+            s.topo.lb_dimension.clone(),
+            s.topo.arn(group).to_owned(),
+        );
+        let at = SystemTime::now() - Duration::from_secs(30);
+        async move { elb::put_metric(&cw, "AWS/ApplicationELB", metric, &lb, &arn, at, v).await }
+    };
+    // No requests and no 5xx count: nothing to judge.
+    assert!(matches!(
+        five().check(&ctx).await,
+        Verdict::Inconclusive { .. }
+    ));
+    // Requests, and no 5xx count (the load balancer publishes none when it is 0).
+    put("RequestCount", V2, 250.0).await;
+    assert_eq!(five().check(&ctx).await, Verdict::Healthy);
+    // Another group's 5xx count is not v2's.
+    put("HTTPCode_Target_5XX_Count", V1, 9.0).await;
+    assert_eq!(five().check(&ctx).await, Verdict::Healthy);
+    put("HTTPCode_Target_5XX_Count", V2, 3.0).await;
+    let got = five().check(&ctx).await;
+    assert!(
+        got.to_string().contains("HTTPCode_Target_5XX_Count = 3"),
+        "{got}"
+    );
+    // The group's own health, by name: one registered target, healthy.
+    let health = TargetGroupHealth::builder(Client::new(&s.sdk), V2)
+        .build()
+        .unwrap();
+    assert_eq!(health.check(&ctx).await, Verdict::Healthy);
+    let two = TargetGroupHealth::builder(Client::new(&s.sdk), s.topo.arn(V2))
+        .min_healthy(2)
+        .build()
+        .unwrap();
+    let got = two.check(&ctx).await;
+    assert!(
+        got.to_string().contains("1 of 1 targets healthy in arn:"),
+        "{got}"
+    );
 }

@@ -49,6 +49,8 @@ pub struct CloudWatchMetric {
     window: Duration,
     max: f64,
     worst: bool,
+    /// A traffic metric (summed) whose datapoints mean this one's absence is 0.
+    zero_with: Option<String>,
     name: String,
 }
 
@@ -78,6 +80,7 @@ impl CloudWatchMetric {
                 window: Duration::from_secs(300),
                 max: 0.0,
                 worst: false,
+                zero_with: None,
                 name: String::new(),
             },
             name: None,
@@ -102,10 +105,11 @@ impl CloudWatchMetric {
     }
 
     /// A load balancer target group's 5xx responses (`AWS/ApplicationELB`
-    /// `HTTPCode_Target_5XX_Count`, summed): the dimensions are the route's
-    /// [`crate::traffic::elb::ElbRoute::load_balancer_dimension`] (`app/<name>/<id>`)
-    /// and the group's [`crate::traffic::elb::target_group_dimension`]
-    /// (`targetgroup/<name>/<id>`).
+    /// `HTTPCode_Target_5XX_Count`, summed). `load_balancer` and `target_group` are
+    /// the metric dimensions (`app/<name>/<id>`, `targetgroup/<name>/<id>`) or the
+    /// load balancer's, a listener's or rule's, and the group's ARNs. The load
+    /// balancer publishes the count only when it is not 0: no datapoint while the group
+    /// had requests (`RequestCount`) is 0, healthy; no requests either is inconclusive.
     #[cfg(feature = "elbv2")]
     pub fn target_5xx(
         client: Client,
@@ -113,8 +117,9 @@ impl CloudWatchMetric {
         target_group: impl Into<String>,
     ) -> CloudWatchMetricBuilder {
         Self::builder(client, "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count")
-            .dimension("TargetGroup", target_group)
-            .dimension("LoadBalancer", load_balancer)
+            .dimension("TargetGroup", elb_dimension(target_group.into()))
+            .dimension("LoadBalancer", elb_dimension(load_balancer.into()))
+            .absent_is_zero_with("RequestCount")
             .name("target 5xx")
     }
 
@@ -128,8 +133,8 @@ impl CloudWatchMetric {
         target_group: impl Into<String>,
     ) -> CloudWatchMetricBuilder {
         Self::builder(client, "AWS/ApplicationELB", "TargetResponseTime")
-            .dimension("TargetGroup", target_group)
-            .dimension("LoadBalancer", load_balancer)
+            .dimension("TargetGroup", elb_dimension(target_group.into()))
+            .dimension("LoadBalancer", elb_dimension(load_balancer.into()))
             .stat("p99")
             .worst_period()
             .name("target response time")
@@ -138,6 +143,17 @@ impl CloudWatchMetric {
     /// The sum of the statistic over the window (or its largest value with
     /// `worst_period`), or `None` without datapoints.
     async fn total(&self) -> Result<Option<f64>, crate::TrafficError> {
+        self.total_of(&self.metric, &self.stat, self.worst).await
+    }
+
+    /// [`CloudWatchMetric::total`] of another metric with the same namespace and
+    /// dimensions.
+    async fn total_of(
+        &self,
+        metric: &str,
+        stat: &str,
+        worst: bool,
+    ) -> Result<Option<f64>, crate::TrafficError> {
         let end = SystemTime::now();
         let start = end
             .checked_sub(self.window)
@@ -156,12 +172,12 @@ impl CloudWatchMetric {
                     .metric(
                         Metric::builder()
                             .namespace(&self.namespace)
-                            .metric_name(&self.metric)
+                            .metric_name(metric)
                             .set_dimensions(Some(dimensions))
                             .build(),
                     )
                     .period(period)
-                    .stat(&self.stat)
+                    .stat(stat)
                     .build(),
             )
             .build();
@@ -176,11 +192,11 @@ impl CloudWatchMetric {
                 .set_next_token(token)
                 .send()
                 .await
-                .map_err(|e| traffic_error(&format!("GetMetricData {}", self.metric), e))?;
+                .map_err(|e| traffic_error(&format!("GetMetricData {metric}"), e))?;
             for result in page.metric_data_results.unwrap_or_default() {
                 let values = result.values.unwrap_or_default();
                 seen |= !values.is_empty();
-                if self.worst {
+                if worst {
                     total = values.iter().copied().fold(total, f64::max);
                 } else {
                     total += values.iter().sum::<f64>();
@@ -216,6 +232,14 @@ impl CloudWatchMetricBuilder {
     /// How far back to sum. Default: 5 min.
     pub fn window(mut self, window: Duration) -> Self {
         self.inner.window = window;
+        self
+    }
+
+    /// When the metric has no datapoint in the window but `metric` (same namespace and
+    /// dimensions, summed) has some above 0, the metric counts as 0: for counts a
+    /// service publishes only when not 0, such as a load balancer's 5xx count.
+    pub fn absent_is_zero_with(mut self, metric: impl Into<String>) -> Self {
+        self.inner.zero_with = Some(metric.into());
         self
     }
 
@@ -277,11 +301,39 @@ impl HealthCheck for CloudWatchMetric {
                 self.max
             )),
             Ok(Some(_)) => Verdict::Healthy,
-            Ok(None) => Verdict::inconclusive(format!(
-                "no {} datapoints in the last {:?}",
-                self.metric, self.window
-            )),
+            Ok(None) => match &self.zero_with {
+                Some(traffic) => match self.total_of(traffic, "Sum", false).await {
+                    Ok(Some(n)) if n > 0.0 && self.max >= 0.0 => Verdict::Healthy,
+                    Ok(_) => Verdict::inconclusive(format!(
+                        "no {} and no {traffic} datapoints in the last {:?}",
+                        self.metric, self.window
+                    )),
+                    Err(e) => Verdict::inconclusive(e.to_string()),
+                },
+                None => Verdict::inconclusive(format!(
+                    "no {} datapoints in the last {:?}",
+                    self.metric, self.window
+                )),
+            },
             Err(e) => Verdict::inconclusive(e.to_string()),
         }
     }
+}
+
+/// A CloudWatch dimension value from what a user may give: the value itself, or an
+/// ARN (`...:loadbalancer/app/web/1`, a listener's or rule's, `...:targetgroup/web/1`).
+#[cfg(feature = "elbv2")]
+fn elb_dimension(given: String) -> String {
+    if !given.starts_with("arn:") {
+        return given;
+    }
+    if given.contains(":targetgroup/") {
+        return crate::traffic::elb::target_group_dimension(&given).to_owned();
+    }
+    if let Some((_, rest)) = given.split_once(":loadbalancer/") {
+        return rest.to_owned();
+    }
+    crate::traffic::elb::ElbRoute::parse(&given)
+        .map(|r| r.load_balancer_dimension().to_owned())
+        .unwrap_or(given)
 }

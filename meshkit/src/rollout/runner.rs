@@ -283,6 +283,10 @@ impl Runner {
                 .await
                 .map_err(|f| self.stop_error(f, None, &last))?;
             self.emit_applied(&applied);
+            if applied.wrote {
+                let said = writer.converge(&target).await;
+                let _ = self.data_plane(writer, &said).await;
+            }
         }
         Ok(Outcome::Promoted {
             weights: writer.known().clone(),
@@ -315,7 +319,12 @@ impl Runner {
         match writer.apply(&target, &token, budget, &self.emit).await {
             Ok(applied) => {
                 self.emit_applied(&applied);
-                let confirmed = match &applied.data_plane {
+                let said = if applied.wrote {
+                    writer.converge(&target).await
+                } else {
+                    Convergence::Unknown
+                };
+                let confirmed = match &said {
                     Convergence::Unknown | Convergence::Applied { .. } => true,
                     other => {
                         // The new version may still take traffic: it is not retired.
@@ -425,7 +434,10 @@ impl Runner {
         span: &mut impl Span,
     ) -> StageEnd {
         match stage {
-            Stage::Provision => self.provision().await,
+            Stage::Provision => match self.attach(writer, index).await {
+                Some(end) => end,
+                None => self.provision().await,
+            },
             Stage::Check { bake } => self.bake(writer, index, bake, span).await,
             Stage::Shift { new_percent, bake } => {
                 let target = match self.split(new_percent) {
@@ -433,19 +445,20 @@ impl Runner {
                     Err(e) => return StageEnd::Stop(RolloutError::Config(e.into())),
                 };
                 if self.gate_needed(writer, new_percent) {
-                    match self.watch(writer, index, Duration::ZERO, span, true).await {
+                    match self
+                        .watch(writer, index, Duration::ZERO, span, true, None)
+                        .await
+                    {
                         StageEnd::Passed => {}
                         end => return end,
                     }
                 }
                 let token = self.token(&index.to_string());
                 let budget = self.write_budget();
-                match writer.apply(&target, &token, budget, &self.emit).await {
+                let written = match writer.apply(&target, &token, budget, &self.emit).await {
                     Ok(applied) => {
                         self.emit_applied(&applied);
-                        if let Err(reason) = self.data_plane(writer, &applied.data_plane).await {
-                            return StageEnd::Failed(reason);
-                        }
+                        applied.wrote
                     }
                     Err(WriteFail::Failed { error, .. }) => {
                         return StageEnd::Failed(RollbackReason::WriteFailed(error.to_string()));
@@ -454,8 +467,11 @@ impl Runner {
                         let last = writer.known().clone();
                         return StageEnd::Stop(self.stop_error(fail, None, &last));
                     }
-                }
-                self.bake(writer, index, bake, span).await
+                };
+                // The bake starts once the data plane applies the write; the checks
+                // run (and an abort is heard) while it is waited for.
+                let pending = written.then_some(target);
+                self.watch(writer, index, bake, span, false, pending).await
             }
             Stage::Retire => {
                 let window = self.cfg.policy.rollback_window;
@@ -548,6 +564,36 @@ impl Runner {
         }
     }
 
+    /// Before provisioning: a new version that is not on the route yet is put on it at
+    /// weight 0 (written and read back), so a backend that must know the target before
+    /// it can run it (a load balancer target group, for ECS to register the version's
+    /// tasks in it) has it, and the version's health is visible to checks. `None` to go
+    /// on; a stage end when the write failed.
+    async fn attach(&mut self, writer: &mut Writer, index: usize) -> Option<StageEnd> {
+        if writer.known().get(&self.cfg.candidate).is_some() {
+            return None;
+        }
+        let target = match self.split(Percent::ZERO) {
+            Ok(t) => t,
+            Err(e) => return Some(StageEnd::Stop(RolloutError::Config(e.into()))),
+        };
+        let token = self.token(&format!("{index}a"));
+        let budget = self.write_budget();
+        match writer.apply(&target, &token, budget, &self.emit).await {
+            Ok(applied) => {
+                self.emit_applied(&applied);
+                None
+            }
+            Err(WriteFail::Failed { error, .. }) => Some(StageEnd::Failed(
+                RollbackReason::WriteFailed(error.to_string()),
+            )),
+            Err(fail) => {
+                let last = writer.known().clone();
+                Some(StageEnd::Stop(self.stop_error(fail, None, &last)))
+            }
+        }
+    }
+
     /// Reports what the data plane said about a forward write; a split it was not seen
     /// applying fails the step (its checks would judge a split that is not in force).
     async fn data_plane(&self, writer: &Writer, said: &Convergence) -> Result<(), RollbackReason> {
@@ -590,11 +636,15 @@ impl Runner {
         bake: Duration,
         span: &mut impl Span,
     ) -> StageEnd {
-        self.watch(writer, index, bake, span, false).await
+        self.watch(writer, index, bake, span, false, None).await
     }
 
     /// [`bake`](Self::bake), or with `gate` the check round before a shift: it starts
     /// at once, and an inconclusive verdict lets the shift go ahead without counting.
+    /// With `converging`, a split just written: the data plane is asked whether it
+    /// applies it until it does (then the bake starts over from that moment) or the
+    /// router's settle time plus the settle timeout has passed (the stage fails); the
+    /// checks run meanwhile, but the stage cannot pass before.
     async fn watch(
         &mut self,
         writer: &mut Writer,
@@ -602,11 +652,16 @@ impl Runner {
         bake: Duration,
         span: &mut impl Span,
         gate: bool,
+        mut converging: Option<Weights>,
     ) -> StageEnd {
         let interval = self.cfg.policy.check_interval;
         let stage_start = Instant::now();
         let mut clock = BakeClock::start(bake, Instant::now());
         let mut next_eval = Instant::now() + interval.min(bake);
+        let (limit, max_pause) = writer.converge_limits();
+        let converge_until = Instant::now() + limit;
+        let mut pause = Duration::from_millis(50);
+        let mut next_ask = Instant::now();
         loop {
             tokio::select! {
                 biased;
@@ -627,6 +682,27 @@ impl Runner {
                     None => self.control_open = false,
                 },
                 _ = sleep_until(self.deadline) => return StageEnd::Failed(RollbackReason::DeadlineExceeded),
+                _ = sleep_until(next_ask), if converging.is_some() => {
+                    let Some(target) = converging.take() else { continue };
+                    let said = writer.converged_once(&target).await;
+                    if said.settled() {
+                        if let Err(reason) = self.data_plane(writer, &said).await {
+                            return StageEnd::Failed(reason);
+                        }
+                        clock = BakeClock::start(bake, Instant::now());
+                        if self.paused {
+                            clock.pause(Instant::now());
+                        }
+                    } else if Instant::now() >= converge_until {
+                        if let Err(reason) = self.data_plane(writer, &said).await {
+                            return StageEnd::Failed(reason);
+                        }
+                    } else {
+                        next_ask = Instant::now() + pause;
+                        pause = (pause * 2).min(max_pause);
+                        converging = Some(target);
+                    }
+                }
                 _ = sleep_until(next_eval) => {
                     // One cheap read per round: another writer is seen within a check
                     // interval, not only at the next step's write.
@@ -652,7 +728,7 @@ impl Runner {
                         Judgement::Continue { passes } => passes,
                     };
                     clock.tick(Instant::now(), self.paused);
-                    if !self.paused && clock.done() && passes {
+                    if !self.paused && clock.done() && passes && converging.is_none() {
                         return StageEnd::Passed;
                     }
                     next_eval = Instant::now() + clock.next_wait(interval, self.paused);

@@ -12,7 +12,8 @@ use super::policy::{Backoff, Policy};
 use super::writer::{Budget, WriteFail, Writer};
 use crate::error::ConfigError;
 use crate::traffic::{
-    MAX_TOKEN_LEN, Observed, RouteRef, TrafficRouter, Weights, client_token, revision_digest,
+    Convergence, MAX_TOKEN_LEN, Observed, RouteRef, TrafficRouter, Weights, client_token,
+    revision_digest,
 };
 
 fn valid_token(t: &str) -> bool {
@@ -80,6 +81,11 @@ pub struct SetReport {
     pub after: Observed,
     /// False when the target was already in force and nothing was written.
     pub written: bool,
+    /// What the data plane said after the write (waited for up to the router's settle
+    /// time plus the settle timeout): `Unknown` when the backend cannot tell or nothing
+    /// was written. Anything not [`Convergence::settled`] means the load balancer was
+    /// not seen applying the change.
+    pub data_plane: Convergence,
 }
 
 impl SetWeights {
@@ -188,11 +194,19 @@ impl SetWeights {
         writer.begin(self.expect.unwrap_or_else(|| before.clone()));
         let emit = Emitter::new(None, Instant::now());
         match writer.apply(&self.target, &token, budget, &emit).await {
-            Ok(applied) => Ok(SetReport {
-                before,
-                after: applied.seen,
-                written: applied.wrote,
-            }),
+            Ok(applied) => {
+                let data_plane = if applied.wrote {
+                    writer.converge(&self.target).await
+                } else {
+                    Convergence::Unknown
+                };
+                Ok(SetReport {
+                    before,
+                    after: applied.seen,
+                    written: applied.wrote,
+                    data_plane,
+                })
+            }
             Err(WriteFail::Concurrent { expected, found }) => Err(RolloutError::ConcurrentWriter {
                 route,
                 expected: expected.weights,

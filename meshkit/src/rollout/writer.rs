@@ -34,11 +34,10 @@ pub(crate) enum WriteFail {
 pub(crate) struct Applied {
     /// The route as read back.
     pub(crate) seen: Observed,
-    /// False when the target was already in force and nothing was written.
+    /// False when the target was already in force and nothing was written. When true,
+    /// the caller waits for the data plane ([`Writer::converge`] or
+    /// [`Writer::converged_once`]).
     pub(crate) wrote: bool,
-    /// What the data plane said about the write (`Unknown` when nothing was written):
-    /// the last answer of [`TrafficRouter::converged`], settled or not.
-    pub(crate) data_plane: Convergence,
 }
 
 /// Limits for one write: attempts and an instant after which no new attempt starts.
@@ -49,7 +48,7 @@ pub(crate) struct Budget {
 }
 
 enum Settle {
-    Done(Observed, Convergence),
+    Done(Observed),
     Foreign(Observed),
     NotVisible,
     ReadFailed(TrafficError),
@@ -259,7 +258,6 @@ impl Writer {
                 return Ok(Applied {
                     seen,
                     wrote: attempt > 0 || was_pending,
-                    data_plane: Convergence::Unknown,
                 });
             }
             if attempt > 0 && !self.may_retry(attempt, budget) {
@@ -281,13 +279,7 @@ impl Writer {
             };
             match result {
                 Ok(returned) => match self.settle(target, returned).await {
-                    Settle::Done(seen, data_plane) => {
-                        return Ok(Applied {
-                            seen,
-                            wrote: true,
-                            data_plane,
-                        });
-                    }
+                    Settle::Done(seen) => return Ok(Applied { seen, wrote: true }),
                     Settle::Foreign(seen) => return Err(self.foreign(seen)),
                     Settle::NotVisible => {
                         let e = TrafficError::transport(format!(
@@ -326,8 +318,7 @@ impl Writer {
         }
     }
 
-    /// After a successful write call: waits until reads show `target`, then until the
-    /// data plane applies it (see [`Writer::converge`]).
+    /// After a successful write call: waits until reads show `target`.
     async fn settle(&mut self, target: &Weights, returned: Option<Observed>) -> Settle {
         let until = Instant::now() + self.policy.settle_timeout;
         let mut pause = Duration::from_millis(50);
@@ -350,8 +341,7 @@ impl Writer {
             };
             if seen.weights == *target {
                 self.adopt(seen.clone());
-                let data_plane = self.converge(target).await;
-                return Settle::Done(seen, data_plane);
+                return Settle::Done(seen);
             }
             if seen.weights != *target && !self.is_ours(&seen) {
                 return Settle::Foreign(seen);
@@ -364,25 +354,40 @@ impl Writer {
         }
     }
 
-    /// Asks the data plane whether it applies `target` until the answer is settled
-    /// or the router's settle time plus the settle timeout has passed; returns the
-    /// last answer. The write is visible and ours by then, so nothing is rewritten:
-    /// a data plane that lags is waited for, not written to again.
-    async fn converge(&self, target: &Weights) -> Convergence {
+    /// How long to wait for the data plane after a write: the router's settle time
+    /// plus the settle timeout; and the longest pause between two questions.
+    pub(crate) fn converge_limits(&self) -> (Duration, Duration) {
         let settle_time = self.router.settle_time();
-        let until = Instant::now() + settle_time + self.policy.settle_timeout;
         let max_pause = (settle_time / 20).clamp(Duration::from_secs(1), Duration::from_secs(15));
+        (settle_time + self.policy.settle_timeout, max_pause)
+    }
+
+    /// Asks the data plane once whether it applies `target`; a failed question is
+    /// "not yet", with the error as the detail.
+    pub(crate) async fn converged_once(&self, target: &Weights) -> Convergence {
+        match self.call_converged(target).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(route = %self.route, error = %e, "data plane check failed");
+                Convergence::NotYet {
+                    detail: format!("the data plane check failed: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Asks the data plane whether it applies `target` until the answer is settled
+    /// or [`Writer::converge_limits`] has passed; returns the last answer. The write is
+    /// visible and ours by then, so nothing is rewritten: a data plane that lags is
+    /// waited for, not written to again. For writes after which nothing is checked
+    /// (a rollback, a one-off change); a rollout step waits inside its bake instead,
+    /// with the checks running.
+    pub(crate) async fn converge(&self, target: &Weights) -> Convergence {
+        let (limit, max_pause) = self.converge_limits();
+        let until = Instant::now() + limit;
         let mut pause = Duration::from_millis(50);
         loop {
-            let answer = match self.call_converged(target).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::debug!(route = %self.route, error = %e, "data plane check failed");
-                    Convergence::NotYet {
-                        detail: format!("the data plane check failed: {e}"),
-                    }
-                }
-            };
+            let answer = self.converged_once(target).await;
             if answer.settled() || Instant::now() >= until {
                 return answer;
             }

@@ -7,7 +7,7 @@ use super::Weights;
 
 /// What the data plane says about a split meshkit wrote
 /// ([`crate::traffic::TrafficRouter::converged`]).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Convergence {
     /// The backend cannot tell; the control plane's word is taken.
@@ -77,27 +77,53 @@ impl Default for Judge {
 }
 
 /// Judges request `counts` per target, measured after a write, against the written
-/// `target` weights: each target's measured share must lie within
-/// `max(floor_points, z * sqrt(p(1-p)/n))` of its written share `p`, with `n` the
-/// requests counted. Targets missing from `counts` had no requests; counts for targets
-/// not in `target` are traffic the split should not send and count against it.
+/// `target` weights. Each target's measured share must lie within
+/// `max(floor, z * sqrt(p(1-p)/n))` of its written share `p`, with `n` the requests
+/// counted. Targets missing from `counts` had no requests; counts for targets not in
+/// `target` are traffic the split should not send and count against it.
+///
+/// With `previous`, the split in force before the write, the counts must also be able
+/// to tell the two apart: until the tolerance of some target is at most half its step
+/// (`|p_new - p_old| / 2`), the answer is [`Convergence::TooFewRequests`], never
+/// "applied" (a 0% → 0.5% step needs about 12,700 requests at `z` = 4; a 10% → 50%
+/// step, 20). The floor never exceeds half the step, so a small step is not swallowed
+/// by it. Settings that are not numbers, or negative, count as their defaults.
 ///
 /// ```
 /// use meshkit::traffic::{judge, Convergence, Judge, Weights};
 ///
+/// let before = Weights::split("blue", "green", 0)?;
 /// let written = Weights::split("blue", "green", 10)?;
 /// let j = Judge::default();
-/// assert!(matches!(judge(&written, &[("blue", 905), ("green", 95)], &j), Convergence::Applied { .. }));
-/// assert!(matches!(judge(&written, &[("blue", 1000)], &j), Convergence::NotYet { .. }));
-/// assert!(matches!(judge(&written, &[("blue", 9), ("green", 1)], &j), Convergence::TooFewRequests { .. }));
+/// let said = |counts: &[(&str, u64)]| judge(&written, Some(&before), counts, &j);
+/// assert!(matches!(said(&[("blue", 905), ("green", 95)]), Convergence::Applied { .. }));
+/// assert!(matches!(said(&[("blue", 1000)]), Convergence::NotYet { .. }));
+/// assert!(matches!(said(&[("blue", 9), ("green", 1)]), Convergence::TooFewRequests { .. }));
 /// # Ok::<(), meshkit::WeightsError>(())
 /// ```
-pub fn judge(target: &Weights, counts: &[(&str, u64)], judge: &Judge) -> Convergence {
+pub fn judge(
+    target: &Weights,
+    previous: Option<&Weights>,
+    counts: &[(&str, u64)],
+    judge: &Judge,
+) -> Convergence {
+    let defaults = Judge::default();
+    let z = if judge.z.is_finite() && judge.z >= 0.0 {
+        judge.z
+    } else {
+        defaults.z
+    };
+    let floor_points = if judge.floor_points.is_finite() && judge.floor_points >= 0.0 {
+        judge.floor_points
+    } else {
+        defaults.floor_points
+    };
+    let min_requests = judge.min_requests.max(1);
     let n: u64 = counts.iter().map(|(_, c)| *c).sum();
-    if n < judge.min_requests.max(1) {
+    if n < min_requests {
         return Convergence::TooFewRequests {
             seen: n,
-            needed: judge.min_requests.max(1),
+            needed: min_requests,
         };
     }
     let count = |t: &str| {
@@ -108,20 +134,58 @@ pub fn judge(target: &Weights, counts: &[(&str, u64)], judge: &Judge) -> Converg
             .sum::<u64>()
     };
     let nf = n as f64;
-    let mut off = Vec::new();
     let mut names: Vec<&str> = target.iter().map(|(t, _)| t).collect();
-    names.extend(
-        counts
+    let extra = counts
+        .iter()
+        .map(|(t, _)| *t)
+        .chain(previous.into_iter().flat_map(|p| p.iter().map(|(t, _)| t)));
+    for t in extra {
+        if !names.contains(&t) {
+            names.push(t);
+        }
+    }
+    let share = |w: &Weights, t: &str| w.percent_f64(t) / 100.0;
+    let sigma = |p: f64| z * (p * (1.0 - p) / nf).sqrt();
+    // The largest step of any target, and whether the counts can see it.
+    let step = |t: &str| previous.map_or(0.0, |old| (share(target, t) - share(old, t)).abs());
+    let largest = names.iter().map(|t| step(t)).fold(0.0, f64::max);
+    let floor = if largest > 0.0 {
+        (floor_points / 100.0).min(largest / 2.0)
+    } else {
+        floor_points / 100.0
+    };
+    let tolerance = |t: &str| floor.max(sigma(share(target, t)));
+    if largest > 0.0
+        && !names
             .iter()
-            .map(|(t, _)| *t)
-            .filter(|t| target.get(t).is_none()),
-    );
-    names.dedup();
+            .any(|t| step(t) > 0.0 && tolerance(t) <= step(t) / 2.0)
+    {
+        // The target with the largest step needs z² p(1-p) / (step/2)² requests.
+        let needed = names
+            .iter()
+            .filter(|t| step(t) > 0.0)
+            .map(|t| {
+                let p = share(target, t);
+                let half = step(t) / 2.0;
+                (z * z * p * (1.0 - p) / (half * half)).ceil()
+            })
+            .fold(f64::INFINITY, f64::min);
+        let needed = if needed.is_finite() {
+            needed as u64
+        } else {
+            u64::MAX
+        };
+        return Convergence::TooFewRequests {
+            seen: n,
+            needed: needed.max(min_requests).max(n + 1),
+        };
+    }
+    let mut off = Vec::new();
     let mut measured = Vec::new();
     for t in names {
-        let p = target.percent_f64(t) / 100.0;
+        let p = share(target, t);
         let q = count(t) as f64 / nf;
-        let tolerance = (judge.floor_points / 100.0).max(judge.z * (p * (1.0 - p) / nf).sqrt());
+        let tolerance = tolerance(t);
         measured.push(format!("{t}={:.1}%", q * 100.0));
         if (q - p).abs() > tolerance {
             off.push(format!(
@@ -178,15 +242,61 @@ mod tests {
             (&ten, vec![], few),
         ];
         for (i, (w, counts, ok)) in table.into_iter().enumerate() {
-            let got = judge(w, &counts, &j);
+            let got = judge(w, None, &counts, &j);
             assert!(ok(got.clone()), "row {i}: {w} {counts:?} -> {got}");
         }
     }
 
     #[test]
+    fn a_step_is_applied_only_when_the_counts_can_tell_it_from_the_split_before() {
+        let j = Judge::default();
+        let w = |t: u32| Weights::split_exact("b", "g", Percent::from_tenths(t).unwrap()).unwrap();
+        let few = |c: &Convergence| matches!(c, Convergence::TooFewRequests { .. });
+        let applied = |c: &Convergence| matches!(c, Convergence::Applied { .. });
+        let not_yet = |c: &Convergence| matches!(c, Convergence::NotYet { .. });
+        #[rustfmt::skip]
+        type Row = (u32, u32, Vec<(&'static str, u64)>, fn(&Convergence) -> bool);
+        let table: Vec<Row> = vec![
+            // 0% -> 0.5% while the load balancer still sends nothing to g: without the
+            // split before this was "applied" (1 point of floor); now it cannot tell.
+            (0, 5, vec![("b", 1_000)], few),
+            (0, 5, vec![("b", 995), ("g", 5)], few),
+            // With enough requests it can: 20,000 at 0.5% applied, at 0% not yet.
+            (0, 5, vec![("b", 19_900), ("g", 100)], applied),
+            (0, 5, vec![("b", 20_000)], not_yet),
+            // 5% -> 10% needs about 4,100 requests; 200 cannot tell them apart.
+            (50, 100, vec![("b", 190), ("g", 10)], few),
+            (50, 100, vec![("b", 9_000), ("g", 1_000)], applied),
+            (50, 100, vec![("b", 9_500), ("g", 500)], not_yet),
+            // A big step is seen with few requests.
+            (100, 500, vec![("b", 100), ("g", 100)], applied),
+            (100, 500, vec![("b", 180), ("g", 20)], not_yet),
+            // A rollback to 0% is judged with the floor capped at half the step.
+            (500, 0, vec![("b", 1_000)], applied),
+            (500, 0, vec![("b", 500), ("g", 500)], not_yet),
+        ];
+        for (i, (old, new, counts, ok)) in table.into_iter().enumerate() {
+            let got = judge(&w(new), Some(&w(old)), &counts, &j);
+            assert!(ok(&got), "row {i}: {old} -> {new} {counts:?}: {got}");
+        }
+        let got = judge(&w(5), Some(&w(0)), &[("b", 1_000)], &j);
+        assert!(
+            matches!(got, Convergence::TooFewRequests { seen: 1_000, needed } if (12_000..13_500).contains(&needed)),
+            "{got}"
+        );
+        // Nonsense settings fall back to the defaults instead of always agreeing.
+        let bad = Judge {
+            z: f64::NAN,
+            floor_points: -1.0,
+            ..Judge::default()
+        };
+        assert!(not_yet(&judge(&w(100), None, &[("b", 1_000)], &bad)));
+    }
+
+    #[test]
     fn says_what_it_measured() {
         let ten = Weights::split("b", "g", 10).unwrap();
-        let got = judge(&ten, &[("b", 1000)], &Judge::default());
+        let got = judge(&ten, None, &[("b", 1000)], &Judge::default());
         assert!(
             got.to_string().contains("g at 0.0% (written 10.0%"),
             "{got}"

@@ -134,8 +134,9 @@ impl Weights {
         Self::split_with(stable, candidate, new, std::iter::empty::<&str>())
     }
 
-    /// [`Weights::split_exact`] plus `zeros`, other targets kept on the route at weight 0.
-    pub(crate) fn split_with<'a>(
+    /// [`Weights::split_exact`] plus `zeros`: other targets kept on the route at weight
+    /// 0 (a spare target group), as a rollout writes them.
+    pub fn split_with<'a>(
         stable: &str,
         candidate: &str,
         new: Percent,

@@ -377,6 +377,19 @@ pub fn describe_kind(kind: CheckKind) -> &'static str {
     }
 }
 
+/// [`config_error`] for `spec`: a linear plan's step is `strategy.step`.
+pub fn config_error_in(spec: &Spec) -> impl Fn(ConfigError) -> SpecError + '_ {
+    move |e| {
+        let mut out = config_error(e);
+        if spec.strategy.kind == StrategyKind::Linear
+            && out.field.as_deref() == Some("strategy.steps")
+        {
+            out.field = Some("strategy.step".into());
+        }
+        out
+    }
+}
+
 /// Maps a builder error to the spec field it comes from.
 pub fn config_error(e: ConfigError) -> SpecError {
     let field = match &e {

@@ -164,6 +164,7 @@ pub fn to_spec(d: &DeployJson, service: Option<&str>, stable: &str) -> Result<Sp
             settle_delay: None,
             confirm_traffic: None,
             min_requests: None,
+            confirm_within: None,
         },
         strategy: StrategySpec {
             kind: StrategyKind::Linear,

@@ -33,7 +33,11 @@ pub(crate) fn router(spec: &Spec, sdk: &SdkConfig) -> ElbRouter {
             min_requests: r.min_requests.unwrap_or(Judge::default().min_requests),
             ..Judge::default()
         };
-        let metrics = TrafficMetrics::new(meshkit::sdk::cloudwatch::Client::new(sdk)).judge(judge);
+        let mut metrics =
+            TrafficMetrics::new(meshkit::sdk::cloudwatch::Client::new(sdk)).judge(judge);
+        if let Some(d) = &r.confirm_within {
+            metrics = metrics.wait(d.value);
+        }
         router = router.confirm_with(metrics);
     }
     router
@@ -105,10 +109,13 @@ pub(crate) async fn connect(
 pub(crate) fn settle(spec: &Spec) -> String {
     let r = &spec.route;
     if r.confirm_traffic == Some(true) {
+        let within = r.confirm_within.as_ref().map_or_else(
+            || format!("{:?}", meshkit::traffic::elb::METRICS_SETTLE_TIME),
+            ToString::to_string,
+        );
         return format!(
-            "each write is confirmed from CloudWatch request counts per target group ({} requests at least, up to {:?})",
-            r.min_requests.unwrap_or(Judge::default().min_requests),
-            meshkit::traffic::elb::METRICS_SETTLE_TIME
+            "each write is confirmed from CloudWatch RequestCount per target group, newest minutes first ({} requests at least, and enough to tell the step from the split before it), within {within}; unconfirmed, the step rolls back",
+            r.min_requests.unwrap_or(Judge::default().min_requests)
         );
     }
     let delay = r.settle_delay.as_ref().map_or_else(

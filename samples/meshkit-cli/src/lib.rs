@@ -132,12 +132,20 @@ pub enum Command {
     Promote {
         /// The spec file.
         spec: String,
+        /// Load balancers: write even when the new version's target group has no
+        /// healthy target.
+        #[arg(long)]
+        force: bool,
     },
     /// Put all traffic back on the stable version now (retried, read back, refused if
     /// the route changes meanwhile).
     Rollback {
         /// The spec file.
         spec: String,
+        /// Load balancers: write even when the stable version's target group has no
+        /// healthy target (its service retired after a promotion, say).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -148,8 +156,8 @@ impl Command {
             Self::Plan { spec }
             | Self::Run { spec, .. }
             | Self::Status { spec }
-            | Self::Promote { spec }
-            | Self::Rollback { spec } => spec,
+            | Self::Promote { spec, .. }
+            | Self::Rollback { spec, .. } => spec,
         }
     }
 }
@@ -181,7 +189,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Plan { .. } => plan::plan(&cli, &loaded),
         Command::Run { adopt, .. } => run::run(&cli, &loaded, *adopt).await,
         Command::Status { .. } => route::status(&cli, &loaded).await,
-        Command::Promote { .. } => route::set(&cli, &loaded, 100).await,
-        Command::Rollback { .. } => route::set(&cli, &loaded, 0).await,
+        Command::Promote { force, .. } => route::set(&cli, &loaded, 100, *force).await,
+        Command::Rollback { force, .. } => route::set(&cli, &loaded, 0, *force).await,
     }
 }

@@ -105,7 +105,7 @@ pub(crate) fn validate(spec: &Spec) -> Result<Rollout, SpecError> {
     build::local_addrs(spec)?;
     let checks = build::checks(spec, None, None, &build::Groups::new())?;
     let b = rollout_builder(spec, NullRouter(build::resolution(spec)), checks)?;
-    b.build().map_err(build::config_error)
+    b.build().map_err(build::config_error_in(spec))
 }
 
 /// The rollout builder for `spec` on `router` with `checks`.

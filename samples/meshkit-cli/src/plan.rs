@@ -46,11 +46,12 @@ impl Calls {
 
     /// The load balancer calls of a run: before the first write, the preflight (the
     /// route's read, `DescribeTargetGroups` for the groups on the route and for the new
-    /// version's, `DescribeTargetHealth` ×2) and the start's read; then as on App Mesh,
-    /// with `DescribeRules`/`DescribeListeners` and `ModifyRule`/`ModifyListener`.
-    pub fn elb() -> Self {
+    /// version's, with `confirm_traffic` the listener's rules, `DescribeTargetHealth`
+    /// ×2) and the start's read; then as on App Mesh, with
+    /// `DescribeRules`/`DescribeListeners` and `ModifyRule`/`ModifyListener`.
+    pub fn elb(confirm_traffic: bool) -> Self {
         Self {
-            before_first_write: 6,
+            before_first_write: 6 + u32::from(confirm_traffic),
             per_shift: 2,
             per_check_round: 1,
             to_promote: 4,
@@ -92,7 +93,7 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
     let inconclusive = policy.inconclusive().to_string();
     let calls = match spec.route.backend {
         Backend::Appmesh => Some(Calls::appmesh(loaded)),
-        Backend::Alb | Backend::Nlb => Some(Calls::elb()),
+        Backend::Alb | Backend::Nlb => Some(Calls::elb(spec.route.confirm_traffic == Some(true))),
         Backend::Local => None,
     };
     let check_calls = check_calls(spec);
@@ -143,8 +144,13 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
                 ("DescribeListeners", "ModifyListener")
             };
             out!(
-                "  before the first write: {} (preflight: {read}, DescribeTargetGroups for the groups on the route, DescribeTargetGroups {new} (none when it is on the route already), DescribeTargetHealth {stable}, DescribeTargetHealth {new}; then {read})",
-                c.before_first_write
+                "  before the first write: {} (preflight: {read}, DescribeTargetGroups for the groups on the route, DescribeTargetGroups {new} (none when it is on the route already){}, DescribeTargetHealth {stable}, DescribeTargetHealth {new}; then {read})",
+                c.before_first_write,
+                if spec.route.confirm_traffic == Some(true) {
+                    ", DescribeRules of the listener (no other rule may share the groups)"
+                } else {
+                    ""
+                }
             );
             out!(
                 "  each shift: {} ({read}, {write}, whose answer is the read-back); each check round: {} ({read})",

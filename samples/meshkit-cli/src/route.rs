@@ -4,16 +4,27 @@ use std::sync::Arc;
 
 use meshkit::rollout::SetWeights;
 use meshkit::traffic::appmesh::AppMeshRouter;
-use meshkit::traffic::{RouteRef, TrafficRouter, Weights, client_token};
+use meshkit::traffic::elb::ElbRouter;
+use meshkit::traffic::{Percent, RouteRef, TrafficRouter, Weights, client_token};
 use serde_json::json;
 
 use crate::load::Loaded;
 use crate::spec::{Backend, Spec};
 use crate::{Cli, aws_env, build, exit};
 
+/// A route opened for a command.
+struct Opened {
+    router: Arc<dyn TrafficRouter>,
+    route: RouteRef,
+    /// The spec with its versions by the names the route uses.
+    spec: Spec,
+    /// Load balancers: the router again, to ask a target group's health.
+    elb: Option<Arc<ElbRouter>>,
+}
+
 /// The router and route of an App Mesh or load balancer spec, and the spec with its
 /// versions by the names the route uses; or an exit code.
-async fn open(cli: &Cli, loaded: &Loaded) -> Result<(Arc<dyn TrafficRouter>, RouteRef, Spec), u8> {
+async fn open(cli: &Cli, loaded: &Loaded) -> Result<Opened, u8> {
     if loaded.spec.route.backend == Backend::Local {
         err!("meshkit: a local route exists only inside `meshkit run`");
         return Err(exit::INVALID);
@@ -29,7 +40,13 @@ async fn open(cli: &Cli, loaded: &Loaded) -> Result<(Arc<dyn TrafficRouter>, Rou
                 err!("meshkit: {e}");
                 exit::FAILED
             })?;
-        return Ok((Arc::new(elb.router), elb.route, elb.spec));
+        let router = Arc::new(elb.router);
+        return Ok(Opened {
+            router: router.clone(),
+            route: elb.route,
+            spec: elb.spec,
+            elb: Some(router),
+        });
     }
     let Some(route) = build::appmesh_route(&loaded.spec) else {
         return Err(exit::INVALID);
@@ -38,17 +55,18 @@ async fn open(cli: &Cli, loaded: &Loaded) -> Result<(Arc<dyn TrafficRouter>, Rou
         err!("meshkit: {e}");
         exit::INVALID
     })?;
-    Ok((
-        Arc::new(AppMeshRouter::new(meshkit::sdk::appmesh::Client::new(&sdk))),
-        rr,
-        loaded.spec.clone(),
-    ))
+    Ok(Opened {
+        router: Arc::new(AppMeshRouter::new(meshkit::sdk::appmesh::Client::new(&sdk))),
+        route: rr,
+        spec: loaded.spec.clone(),
+        elb: None,
+    })
 }
 
 /// Prints the route's weights and revision.
 pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
-    let (router, rr, _) = match open(cli, loaded).await {
-        Ok(x) => x,
+    let (router, rr) = match open(cli, loaded).await {
+        Ok(o) => (o.router, o.route),
         Err(code) => return code,
     };
     match router.read(&rr).await {
@@ -83,15 +101,17 @@ pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
 /// Sets `new_percent` on the new version (100: promote, 0: roll back) with the
 /// runner's guarantees: retried, read back, and refused if the route changes between
 /// the read this command shows and the write.
-pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8) -> u8 {
-    let (router, rr, spec) = match open(cli, loaded).await {
-        Ok(x) => x,
+pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8, force: bool) -> u8 {
+    let Opened {
+        router,
+        route: rr,
+        spec,
+        elb,
+    } = match open(cli, loaded).await {
+        Ok(o) => o,
         Err(code) => return code,
     };
     let (stable, new) = build::versions(&spec);
-    let Ok(target) = Weights::split(stable, new, new_percent) else {
-        return exit::INVALID;
-    };
     let before = match router.read(&rr).await {
         Ok(b) => b,
         Err(e) => {
@@ -121,6 +141,47 @@ pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8) -> u8 {
         }
         return exit::OK;
     }
+    // Other targets on the route (a spare target group) stay on it, at weight 0.
+    let others: Vec<&str> = before
+        .weights
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| *n != stable && *n != new)
+        .collect();
+    let share = if new_percent == 100 {
+        Percent::ALL
+    } else {
+        Percent::ZERO
+    };
+    let Ok(target) = Weights::split_with(stable, new, share, others) else {
+        return exit::INVALID;
+    };
+    // On a load balancer, all traffic goes to a target group only when it has a
+    // healthy target (after a promotion the stable version's service may be retired).
+    let to = if new_percent == 100 { new } else { stable };
+    if let (Some(elb), false) = (&elb, force) {
+        match elb.target_group(to).await {
+            Ok(group) => match elb.targets(&group).await {
+                Ok((_, 0)) => {
+                    err!(
+                        "meshkit: target group {to} has no healthy target: all traffic sent there would fail; nothing written (--force writes anyway)"
+                    );
+                    return exit::FAILED;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    err!(
+                        "meshkit: cannot read the health of {to}: {e}; nothing written (--force writes anyway)"
+                    );
+                    return exit::FAILED;
+                }
+            },
+            Err(e) => {
+                err!("meshkit: {e}; nothing written");
+                return exit::FAILED;
+            }
+        }
+    }
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
@@ -134,6 +195,15 @@ pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8) -> u8 {
         .apply()
         .await;
     match result {
+        Ok(report) if !report.data_plane.settled() => {
+            err!(
+                "meshkit: {rr}: {} -> {} written and read back, but the load balancer was not seen applying it: {}",
+                before.weights,
+                report.after.weights,
+                report.data_plane
+            );
+            exit::FAILED
+        }
         Ok(report) => {
             let what = if report.written {
                 "written and read back"

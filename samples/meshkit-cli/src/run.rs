@@ -106,7 +106,7 @@ pub(crate) async fn run(cli: &Cli, loaded: &Loaded, adopt: bool) -> u8 {
         }
     };
     let rollout = match rollout_builder(spec, router, checks)
-        .and_then(|b| b.adopt(adopt).build().map_err(build::config_error))
+        .and_then(|b| b.adopt(adopt).build().map_err(build::config_error_in(spec)))
     {
         Ok(r) => r,
         Err(e) => {

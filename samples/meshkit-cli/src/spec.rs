@@ -70,8 +70,11 @@ pub struct RouteSpec {
     pub settle_delay: Option<Dur>,
     /// ALB/NLB: confirm each write from CloudWatch request (flow) counts per target group.
     pub confirm_traffic: Option<bool>,
-    /// ALB/NLB with `confirm_traffic`: the fewest requests to judge a split (default 200).
+    /// ALB with `confirm_traffic`: the fewest requests to judge a split (default 200).
     pub min_requests: Option<u64>,
+    /// ALB with `confirm_traffic`: how long to wait for the counts to confirm a step
+    /// before it fails (default 10 minutes).
+    pub confirm_within: Option<Dur>,
 }
 
 /// The strategy kinds.
@@ -226,6 +229,7 @@ impl Spec {
             ("settle_delay", r.settle_delay.is_some()),
             ("confirm_traffic", r.confirm_traffic.is_some()),
             ("min_requests", r.min_requests.is_some()),
+            ("confirm_within", r.confirm_within.is_some()),
         ];
         let (need, allowed): (&[&str], &[&str]) = match r.backend {
             Backend::Appmesh => (
@@ -244,17 +248,10 @@ impl Spec {
                     "settle_delay",
                     "confirm_traffic",
                     "min_requests",
+                    "confirm_within",
                 ],
             ),
-            Backend::Nlb => (
-                &["listener"],
-                &[
-                    "listener",
-                    "settle_delay",
-                    "confirm_traffic",
-                    "min_requests",
-                ],
-            ),
+            Backend::Nlb => (&["listener"], &["listener", "settle_delay"]),
         };
         split_fields("route", &spelled(r.backend), &all, need, allowed)?;
         self.check_elb_route()?;
@@ -391,7 +388,7 @@ impl Spec {
 impl Spec {
     /// ALB/NLB: exactly one of `listener` or `rule`, each an ARN of its kind.
     fn check_elb_route(&self) -> Result<(), SpecError> {
-        use meshkit::traffic::elb::{ElbRoute, ElbRouteKind};
+        use meshkit::traffic::elb::{ElbRoute, ElbRouteKind, LoadBalancerType};
         let r = &self.route;
         if !matches!(r.backend, Backend::Alb | Backend::Nlb) {
             return Ok(());
@@ -421,10 +418,32 @@ impl Spec {
         if parsed.kind() != kind {
             return Err(bad(field, format!("{arn} is not a {field} ARN")));
         }
-        if r.min_requests.is_some() && r.confirm_traffic != Some(true) {
+        let (wanted, other) = match r.backend {
+            Backend::Nlb => (
+                LoadBalancerType::Network,
+                "an Application Load Balancer's (app/); use backend = \"alb\"",
+            ),
+            _ => (
+                LoadBalancerType::Application,
+                "a Network Load Balancer's (net/); use backend = \"nlb\"",
+            ),
+        };
+        if parsed.load_balancer_type() != wanted {
+            return Err(bad(field, format!("{arn} is {other}")));
+        }
+        let confirming = r.confirm_traffic == Some(true);
+        for (name, set) in [
+            ("min_requests", r.min_requests.is_some()),
+            ("confirm_within", r.confirm_within.is_some()),
+        ] {
+            if set && !confirming {
+                return Err(bad(name, "only used with confirm_traffic = true".into()));
+            }
+        }
+        if confirming && r.settle_delay.is_some() {
             return Err(bad(
-                "min_requests",
-                "only used with confirm_traffic = true".into(),
+                "settle_delay",
+                "not used with confirm_traffic = true: the request counts decide when a step is applied (confirm_within bounds the wait)".into(),
             ));
         }
         Ok(())

@@ -97,7 +97,7 @@ fn the_example_plans_with_the_gopher_tables_unchanged() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("DescribeRules, ModifyRule"), "{stdout}");
     assert!(
-        stdout.contains("confirmed from CloudWatch request counts"),
+        stdout.contains("confirmed from CloudWatch RequestCount per target group"),
         "{stdout}"
     );
     // gopher.toml's strategy, checks and policy tables, verbatim, behind the ALB route.
@@ -146,15 +146,16 @@ fn invalid_load_balancer_specs_name_the_field() {
         (
             "nlb-rule.toml",
             base.replace("backend = \"alb\"", "backend = \"nlb\""),
-            "route.rule (line",
+            "route.listener (line 4, column 1): missing: nlb needs it",
         ),
         (
             "nlb-5xx.toml",
             base.replace("backend = \"alb\"", "backend = \"nlb\"")
                 .replace(
                     &format!("rule = \"{rule}\""),
-                    &format!("listener = \"{listener}\""),
-                ),
+                    &format!("listener = \"{}\"", listener.replace("/app/", "/net/")),
+                )
+                .replace("\nconfirm_traffic = true", ""),
             "checks[2].kind: target-5xx needs an alb route",
         ),
         (
@@ -174,6 +175,38 @@ fn invalid_load_balancer_specs_name_the_field() {
             "requests.toml",
             base.replace("confirm_traffic = true", "min_requests = 10"),
             "route.min_requests",
+        ),
+        (
+            "delay.toml",
+            base.replace(
+                "confirm_traffic = true",
+                "confirm_traffic = true\nsettle_delay = \"30s\"",
+            ),
+            "route.settle_delay",
+        ),
+        (
+            "within.toml",
+            base.replace("confirm_traffic = true", "confirm_within = \"2m\""),
+            "route.confirm_within",
+        ),
+        (
+            "nlb-arn.toml",
+            base.replace("backend = \"alb\"", "backend = \"nlb\"")
+                .replace(
+                    &format!("rule = \"{rule}\""),
+                    &format!("listener = \"{listener}\""),
+                )
+                .replace("\nconfirm_traffic = true", ""),
+            "is an Application Load Balancer's (app/); use backend = \"alb\"",
+        ),
+        (
+            "nlb-confirm.toml",
+            base.replace("backend = \"alb\"", "backend = \"nlb\"")
+                .replace(
+                    &format!("rule = \"{rule}\""),
+                    &format!("listener = \"{}\"", listener.replace("/app/", "/net/")),
+                ),
+            "route.confirm_traffic",
         ),
         // App Mesh holds whole percents: a half-percent step is refused before any call.
         (
@@ -337,5 +370,86 @@ failure_threshold = 1
         stdout.contains("1 of 1 targets healthy in web-v2 (need 2"),
         "{stdout}"
     );
+    assert_eq!(status(moto.endpoint(), &dir, &spec), "web-v1=100 web-v2=0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_the_load_balancer_is_not_seen_applying_rolls_back_with_exit_3() {
+    let moto = gopher::moto();
+    let topo = alb(&moto).await;
+    let dir = temp_dir("alb-unconfirmed");
+    // The listener's default action forwards elsewhere, so the rule's target groups
+    // take only the rule's traffic (their request counts are the rule's alone).
+    let elbc = aws_sdk_elasticloadbalancingv2::Client::new(&moto.sdk_config());
+    elbc.modify_listener()
+        .listener_arn(&topo.listener)
+        .default_actions(elb::forward(&[(topo.arn("web-spare"), 1)], None))
+        .send()
+        .await
+        .unwrap();
+    // Traffic is confirmed from RequestCount, and nobody sends any: each step waits
+    // `confirm_within`, then rolls back.
+    let body = alb_spec(&topo, CANARY).replace(
+        "settle_delay = \"0s\"",
+        "confirm_traffic = true\nmin_requests = 10\nconfirm_within = \"1s\"",
+    );
+    let spec = spec_file(&dir, "alb.toml", &body);
+    let out = meshkit(Some(moto.endpoint()), &dir)
+        .args(["run", "--json"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("not applied by the data plane: not yet known: 0 requests"),
+        "{stdout}"
+    );
+    assert_eq!(status(moto.endpoint(), &dir, &spec), "web-v1=100 web-v2=0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_refuses_a_target_group_without_healthy_targets_unless_forced() {
+    let moto = gopher::moto();
+    let topo = alb(&moto).await;
+    let dir = temp_dir("alb-force");
+    let spec = spec_file(&dir, "alb.toml", &alb_spec(&topo, CANARY));
+    let out = meshkit(Some(moto.endpoint()), &dir)
+        .arg("promote")
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // v1's service was retired after the promotion: its target is gone.
+    let elbc = aws_sdk_elasticloadbalancingv2::Client::new(&moto.sdk_config());
+    elbc.deregister_targets()
+        .target_group_arn(topo.arn("web-v1"))
+        .targets(
+            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                .id("10.0.1.10")
+                .port(8080)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let out = meshkit(Some(moto.endpoint()), &dir)
+        .arg("rollback")
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("target group web-v1 has no healthy target"),
+        "{stderr}"
+    );
+    assert_eq!(status(moto.endpoint(), &dir, &spec), "web-v1=0 web-v2=100");
+    let out = meshkit(Some(moto.endpoint()), &dir)
+        .args(["rollback", "--force"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(status(moto.endpoint(), &dir, &spec), "web-v1=100 web-v2=0");
 }

@@ -395,8 +395,18 @@ impl EcsFleet {
             let needed = usize::try_from(service.running_count.max(1)).unwrap_or(1);
             if healthy < needed {
                 let name = group.rsplit('/').nth(1).unwrap_or(&group);
+                let not_in_use = targets.iter().any(|d| {
+                    d.target_health()
+                        .and_then(|h| h.reason())
+                        .is_some_and(|r| r.as_str() == "Target.NotInUse")
+                });
+                let why = if not_in_use {
+                    "; the group is not used by any listener or rule yet, so the load balancer does not check its targets: put it on the route at weight 0 (a rollout does so before provisioning)"
+                } else {
+                    ""
+                };
                 return Ok(Some(format!(
-                    "target group {name}: {healthy} of {needed} targets healthy ({} registered)",
+                    "target group {name}: {healthy} of {needed} targets healthy ({} registered){why}",
                     targets.len()
                 )));
             }

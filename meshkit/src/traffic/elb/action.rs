@@ -158,31 +158,37 @@ pub(crate) fn with_groups(
     next.target_group_arn = None;
     next.forward_config = Some(config);
     out[forward.index] = next;
+    // An OIDC action as read carries no client secret (the API never returns it), and
+    // sending it back without one is refused: keep the secret the load balancer has.
+    for action in &mut out {
+        if let Some(oidc) = action.authenticate_oidc_config.as_mut()
+            && oidc.client_secret.is_none()
+        {
+            oidc.use_existing_client_secret = Some(true);
+        }
+    }
     out
 }
 
 /// The revision of a rule: a digest of everything the rule routes by (priority,
-/// conditions, transforms, every action with its weights and stickiness).
+/// conditions, transforms, every action with its weights and stickiness), from fields
+/// that `DescribeRules` and `ModifyRule` both return.
 pub(crate) fn rule_revision(rule: &Rule) -> String {
     revision_digest([
         format!("priority={:?}", rule.priority()),
-        format!("default={:?}", rule.is_default()),
         format!("conditions={:?}", rule.conditions()),
         format!("transforms={:?}", rule.transforms()),
         format!("actions={:?}", rule.actions()),
     ])
 }
 
-/// The revision of a listener: a digest of its port, protocol, TLS settings and
-/// default actions.
+/// The revision of a listener: a digest of its port, protocol, TLS policy and default
+/// actions, fields that `DescribeListeners` and `ModifyListener` both return.
 pub(crate) fn listener_revision(listener: &Listener) -> String {
     revision_digest([
         format!("port={:?}", listener.port()),
         format!("protocol={:?}", listener.protocol()),
         format!("ssl={:?}", listener.ssl_policy()),
-        format!("certificates={:?}", listener.certificates()),
-        format!("alpn={:?}", listener.alpn_policy()),
-        format!("mtls={:?}", listener.mutual_authentication()),
         format!("actions={:?}", listener.default_actions()),
     ])
 }
@@ -224,6 +230,12 @@ mod tests {
         Action::builder()
             .r#type(ActionTypeEnum::AuthenticateOidc)
             .order(1)
+            .authenticate_oidc_config(
+                aws_sdk_elasticloadbalancingv2::types::AuthenticateOidcActionConfig::builder()
+                    .issuer("https://idp.example.com")
+                    .client_id("web")
+                    .build(),
+            )
             .build()
     }
 
@@ -322,7 +334,12 @@ mod tests {
         let actions = vec![oidc(), forward(vec![tuple("a", Some(100))], true)];
         let f = find_forward("rule", &actions).unwrap();
         let out = with_groups(&actions, &f, &[("a".into(), 90), ("b".into(), 10)]);
-        assert_eq!(out[0], actions[0]);
+        // The OIDC action is sent back as read, keeping the secret it has (the API
+        // never returns it and refuses the action without one).
+        let oidc = out[0].authenticate_oidc_config().unwrap();
+        assert_eq!(oidc.use_existing_client_secret(), Some(true));
+        assert_eq!(oidc.issuer(), Some("https://idp.example.com"));
+        assert_eq!(out[0].order(), actions[0].order());
         assert_eq!(out[1].order(), Some(2));
         let config = out[1].forward_config().unwrap();
         assert_eq!(

@@ -56,20 +56,21 @@ impl TrafficMetrics {
         }
     }
 
-    /// Sums the metric of each `(name, ARN)` group over the whole minutes from the
-    /// first minute boundary after `since` on (up to the end of the minute after
-    /// `now`, so a datapoint stamped with the current minute is never missed).
-    pub(crate) async fn counts(
+    /// The metric of each `(name, ARN)` group per minute, newest minute first, over
+    /// the whole minutes from the first minute boundary after `since` on (up to the end
+    /// of the minute after `now`, so a datapoint stamped with the current minute is
+    /// never missed). Each minute lists every group, 0 when it had none.
+    pub(crate) async fn minutes(
         &self,
         route: &ElbRoute,
         groups: &[(String, String)],
         since: SystemTime,
         now: SystemTime,
-    ) -> Result<Vec<(String, u64)>, TrafficError> {
+    ) -> Result<Vec<Vec<(String, u64)>>, TrafficError> {
         let start = minute_ceil(since);
         let end = minute_floor(now) + Duration::from_secs(120);
         if groups.is_empty() || end <= start {
-            return Ok(groups.iter().map(|(n, _)| (n.clone(), 0)).collect());
+            return Ok(Vec::new());
         }
         let lb = route.load_balancer_type();
         let queries = groups
@@ -107,7 +108,8 @@ impl TrafficMetrics {
                     .build()
             })
             .collect::<Vec<_>>();
-        let mut sums = vec![0.0f64; groups.len()];
+        // Minute (epoch seconds) -> value per group.
+        let mut by_minute: std::collections::BTreeMap<i64, Vec<f64>> = Default::default();
         let mut token = None;
         loop {
             let page = self
@@ -126,8 +128,16 @@ impl TrafficMetrics {
                     .as_deref()
                     .and_then(|id| id.strip_prefix('g'))
                     .and_then(|i| i.parse::<usize>().ok());
-                if let Some(sum) = index.and_then(|i| sums.get_mut(i)) {
-                    *sum += result.values.unwrap_or_default().iter().sum::<f64>();
+                let Some(i) = index.filter(|i| *i < groups.len()) else {
+                    continue;
+                };
+                let stamps = result.timestamps.unwrap_or_default();
+                let values = result.values.unwrap_or_default();
+                for (at, v) in stamps.iter().zip(values) {
+                    let slot = by_minute
+                        .entry(at.secs())
+                        .or_insert_with(|| vec![0.0; groups.len()]);
+                    slot[i] += v;
                 }
             }
             token = page.next_token;
@@ -135,19 +145,23 @@ impl TrafficMetrics {
                 break;
             }
         }
-        Ok(groups
-            .iter()
-            .zip(sums)
-            // Counts are whole and non-negative; anything else is read as 0.
-            .map(|((n, _), s)| {
-                (
-                    n.clone(),
-                    if s.is_finite() && s > 0.0 {
-                        s.round() as u64
-                    } else {
-                        0
-                    },
-                )
+        // Counts are whole and non-negative; anything else is read as 0.
+        let whole = |v: f64| {
+            if v.is_finite() && v > 0.0 {
+                v.round() as u64
+            } else {
+                0
+            }
+        };
+        Ok(by_minute
+            .into_values()
+            .rev()
+            .map(|values| {
+                groups
+                    .iter()
+                    .zip(values)
+                    .map(|((n, _), v)| (n.clone(), whole(v)))
+                    .collect()
             })
             .collect())
     }

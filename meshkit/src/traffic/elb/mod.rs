@@ -8,26 +8,40 @@
 //!   resolved once and remembered.
 //! - **A write changes only the forward action's target-group weights**: the rule's
 //!   conditions, priority and transforms, any authentication action before the
-//!   forward, the action order and the target-group stickiness stay as they were. At
-//!   most 5 target groups (the load balancer's limit, checked here because the API of
-//!   some emulators does not). Weights are written as percentages when whole
-//!   (`90:10`), in tenths otherwise (`995:5`): the router holds 0.1% steps
-//!   ([`TrafficRouter::resolution`]).
+//!   forward (an OIDC action is sent back with `UseExistingClientSecret`, since the
+//!   API never returns the secret), the action order and the target-group stickiness
+//!   stay as they were. At most 5 target groups (the load balancer's limit, checked
+//!   here because some emulators do not). Weights are written as percentages when
+//!   whole (`90:10`), in tenths otherwise (`995:5`): the router holds 0.1% steps
+//!   ([`TrafficRouter::resolution`]). Groups already on the route keep their place.
 //! - **Calls per step**: one read (`DescribeRules` or `DescribeListeners`) and one write
 //!   (`ModifyRule` or `ModifyListener`, whose answer carries the route, so no
 //!   read-back). Resolving a target group's name costs one `DescribeTargetGroups` the
 //!   first time it is seen.
 //! - **Revision**: the load balancer keeps no version, so the revision is a digest of
-//!   everything the route routes by ([`crate::traffic::revision_digest`]): another
-//!   writer changing only the stickiness, a condition or the priority is seen.
+//!   everything the route routes by ([`crate::traffic::revision_digest`]): priority,
+//!   conditions, transforms and actions of a rule; port, protocol, TLS policy and
+//!   default actions of a listener. Another writer changing only the stickiness is
+//!   seen at meshkit's next read (before each write and once per check round). The API
+//!   has no conditional write: a change that lands between meshkit's read and its
+//!   `ModifyRule`, milliseconds apart, is overwritten.
 //! - **Is the split real?** Load balancers apply changes eventually. With
-//!   [`ElbRouter::confirm_with`] each write is confirmed from CloudWatch: each target
-//!   group's requests (ALB) or new flows (NLB) from the first whole minute after the
-//!   write, judged with [`crate::traffic::judge`]; too few requests is "not yet known",
-//!   never "applied". The runner waits up to 10 minutes (plus its settle timeout) for
-//!   that evidence. Without metrics a settle delay applies after each write: 60 s on
-//!   an ALB, 600 s on an NLB (ECS waits as long after its own NLB changes); set it with
-//!   [`ElbRouter::settle_delay`].
+//!   [`ElbRouter::confirm_with`] (ALB only: an NLB publishes no flow count per target
+//!   group) each forward step is confirmed from CloudWatch `RequestCount` per target
+//!   group: the newest whole minutes after the write (older ones only while there are
+//!   too few requests), judged with [`crate::traffic::judge`] against the written split
+//!   and the split before it. Too few requests to tell the two apart is "not yet
+//!   known", never "applied" (a 0% → 0.5% step needs about 12,700 requests). The
+//!   bake starts once the split is confirmed; the checks run meanwhile; unconfirmed
+//!   after [`TrafficMetrics::wait`] (10 minutes) the step fails and rolls back. The
+//!   groups must take only this route's traffic ([`ElbRouter::preflight`] refuses one
+//!   that another rule of the listener, or its default action, also forwards to).
+//!   Without metrics, a settle delay follows each write: 60 s on an ALB, 600 s on an
+//!   NLB (ECS waits as long after its own NLB changes); set it with
+//!   [`ElbRouter::settle_delay`] (metrics replace it on an ALB).
+//! - **A new version's target group** must be on the route (at weight 0) before ECS
+//!   can register its tasks in it and the load balancer checks their health; a rollout
+//!   puts it there before its provision stage.
 
 mod action;
 mod measure;
@@ -72,6 +86,15 @@ pub struct TargetGroupRef {
     pub arn: String,
 }
 
+/// A write of this router: when, and the split in force before it.
+#[derive(Debug, Clone)]
+struct LastWrite {
+    at: Instant,
+    wall: SystemTime,
+    before: Option<Weights>,
+    network: bool,
+}
+
 /// The route as last read or written: its actions and where the forward action is.
 #[derive(Debug, Clone)]
 struct Known {
@@ -102,7 +125,7 @@ pub struct ElbRouter {
     names: Mutex<(HashMap<String, String>, HashMap<String, String>)>,
     known: Mutex<HashMap<String, Known>>,
     /// When this router last wrote each route: for the settle delay and the metrics window.
-    writes: Mutex<HashMap<String, (Instant, SystemTime)>>,
+    writes: Mutex<HashMap<String, LastWrite>>,
 }
 
 impl fmt::Debug for ElbRouter {
@@ -323,6 +346,20 @@ impl ElbRouter {
         })
     }
 
+    /// The split a forward action holds, by target-group name.
+    async fn weights_of(&self, forward: &Forward) -> Result<Weights, TrafficError> {
+        let arns: Vec<String> = forward.groups.iter().map(|(a, _)| a.clone()).collect();
+        let names = self.names_of(&arns).await?;
+        Weights::relative(
+            names
+                .into_iter()
+                .zip(forward.groups.iter().map(|(_, w)| *w)),
+        )
+        .map_err(|e| TrafficError::Unsupported {
+            message: e.to_string(),
+        })
+    }
+
     fn remembered(&self, route: &ElbRoute) -> Option<Known> {
         self.known.lock().ok()?.get(route.arn()).cloned()
     }
@@ -377,8 +414,15 @@ impl TrafficRouter for ElbRouter {
         };
         groups.sort_by_key(|(arn, _)| place(arn));
         let actions = with_groups(&known.actions, &known.forward, &groups);
+        let before = self.weights_of(&known.forward).await.ok();
         if let Ok(mut w) = self.writes.lock() {
-            w.insert(route.arn().to_owned(), (Instant::now(), SystemTime::now()));
+            let last = LastWrite {
+                at: Instant::now(),
+                wall: SystemTime::now(),
+                before,
+                network: route.load_balancer_type() == LoadBalancerType::Network,
+            };
+            w.insert(route.arn().to_owned(), last);
         }
         let (actions, revision) = match route.kind() {
             ElbRouteKind::Rule => {
@@ -432,25 +476,51 @@ impl TrafficRouter for ElbRouter {
             .writes
             .lock()
             .ok()
-            .and_then(|w| w.get(route.arn()).copied());
-        let Some((at, wall)) = last else {
+            .and_then(|w| w.get(route.arn()).cloned());
+        let Some(last) = last else {
             // Not written by this router: nothing to wait for.
             return Ok(Convergence::Unknown);
         };
+        let at = last.at;
         match &self.metrics {
-            Some(metrics) => {
-                let names: Vec<&str> = written.iter().map(|(n, _)| n).collect();
+            // An NLB publishes no flow count per target group: the settle delay applies.
+            Some(metrics) if route.load_balancer_type() == LoadBalancerType::Application => {
+                // Every group of the split written and of the split before it.
+                let mut names: Vec<&str> = written.iter().map(|(n, _)| n).collect();
+                for (n, _) in last.before.iter().flat_map(Weights::iter) {
+                    if !names.contains(&n) {
+                        names.push(n);
+                    }
+                }
                 let arns = self.arns_of(&names).await?;
                 let groups: Vec<(String, String)> =
                     names.iter().map(|n| (*n).to_owned()).zip(arns).collect();
-                let counts = metrics
-                    .counts(&route, &groups, wall, SystemTime::now())
+                let minutes = metrics
+                    .minutes(&route, &groups, last.wall, SystemTime::now())
                     .await?;
-                let counts: Vec<(&str, u64)> =
-                    counts.iter().map(|(n, c)| (n.as_str(), *c)).collect();
-                Ok(judge(written, &counts, &metrics.judge))
+                // The newest minutes decide: older ones may hold traffic from before
+                // the load balancer applied the write. Older minutes are added only
+                // while there are too few requests to judge.
+                let mut said = Convergence::TooFewRequests {
+                    seen: 0,
+                    needed: metrics.judge.min_requests.max(1),
+                };
+                let mut sum: Vec<(String, u64)> =
+                    groups.iter().map(|(n, _)| (n.clone(), 0)).collect();
+                for minute in &minutes {
+                    for (slot, (_, c)) in sum.iter_mut().zip(minute) {
+                        slot.1 += c;
+                    }
+                    let counts: Vec<(&str, u64)> =
+                        sum.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+                    said = judge(written, last.before.as_ref(), &counts, &metrics.judge);
+                    if !matches!(said, Convergence::TooFewRequests { .. }) {
+                        break;
+                    }
+                }
+                Ok(said)
             }
-            None => {
+            _ => {
                 let delay = self.delay_for(&route);
                 let waited = at.elapsed();
                 if waited >= delay {
@@ -467,11 +537,24 @@ impl TrafficRouter for ElbRouter {
         }
     }
 
+    /// The wait the routes this router wrote need: the metrics' wait on an ALB with
+    /// metrics, else the settle delay (an NLB's when one was written).
     fn settle_time(&self) -> Duration {
-        match (&self.metrics, self.settle_delay) {
-            (Some(m), _) => m.wait,
-            (None, Some(d)) => d,
-            (None, None) => NLB_SETTLE_DELAY,
+        let network = self
+            .writes
+            .lock()
+            .map(|w| w.values().any(|l| l.network))
+            .unwrap_or(true);
+        let delay = self.settle_delay.unwrap_or(if network {
+            NLB_SETTLE_DELAY
+        } else {
+            ALB_SETTLE_DELAY
+        });
+        match &self.metrics {
+            // An NLB publishes no per-group counts: its writes wait the delay.
+            Some(m) if network => m.wait.max(delay),
+            Some(m) => m.wait,
+            None => delay,
         }
     }
 

@@ -55,6 +55,18 @@ pub enum ElbPreflightError {
     /// Both versions are the same target group.
     #[error("the stable and new versions are the same target group {0}")]
     SameGroup(String),
+    /// With traffic confirmation on, a version's target group also takes traffic from
+    /// another rule (or the listener's default action): its request count would not
+    /// be this route's alone, and the split could not be judged.
+    #[error(
+        "target group {name} also takes traffic from {used_by}: its RequestCount is not this route's alone, so the split cannot be confirmed from it; give the route its own target groups, or confirm with a settle delay instead of metrics"
+    )]
+    SharedGroup {
+        /// The group.
+        name: String,
+        /// The other rule (its priority) or the listener's default action.
+        used_by: String,
+    },
 }
 
 impl ElbRouter {
@@ -62,7 +74,10 @@ impl ElbRouter {
     /// by name or ARN) on `route`: the route exists and only forwards (optionally
     /// after authentication), both target groups exist and have registered targets.
     /// Costs one read of the route, one `DescribeTargetGroups` per group not resolved
-    /// yet and one `DescribeTargetHealth` per group.
+    /// yet and one `DescribeTargetHealth` per group. With traffic confirmation on
+    /// ([`ElbRouter::confirm_with`]), one more `DescribeRules` of the listener: a group
+    /// another rule of the listener (or its default action) also forwards to is
+    /// refused, since its request count would not be the route's alone.
     pub async fn preflight(
         &self,
         route: &RouteRef,
@@ -88,6 +103,9 @@ impl ElbRouter {
         if stable.arn == candidate.arn {
             return Err(ElbPreflightError::SameGroup(stable.name));
         }
+        if self.metrics.is_some() {
+            self.not_shared(&parsed, &[&stable, &candidate]).await?;
+        }
         let stable_targets = self.registered(&stable).await?;
         let candidate_targets = self.registered(&candidate).await?;
         Ok(ElbPreflight {
@@ -100,27 +118,65 @@ impl ElbRouter {
         })
     }
 
-    /// `(registered, healthy)` targets of `group`; refused when none is registered.
-    async fn registered(
+    /// Refuses groups that another rule of the route's listener (or its default
+    /// action) also forwards to (`DescribeRules` of the listener, one call).
+    async fn not_shared(
         &self,
-        group: &TargetGroupRef,
-    ) -> Result<(usize, usize), ElbPreflightError> {
+        route: &ElbRoute,
+        groups: &[&TargetGroupRef],
+    ) -> Result<(), ElbPreflightError> {
+        let listener = route.listener_arn();
+        let out = self
+            .client
+            .describe_rules()
+            .listener_arn(&listener)
+            .send()
+            .await
+            .map_err(|e| ElbPreflightError::Route {
+                route: route.to_string(),
+                source: traffic_error(&format!("DescribeRules {listener}"), e),
+            })?;
+        for rule in out.rules() {
+            let ours = match route.kind() {
+                super::ElbRouteKind::Rule => rule.rule_arn() == Some(route.arn()),
+                super::ElbRouteKind::Listener => rule.is_default() == Some(true),
+            };
+            if ours {
+                continue;
+            }
+            let used_by = if rule.is_default() == Some(true) {
+                "the listener's default action".to_owned()
+            } else {
+                format!("the rule at priority {}", rule.priority().unwrap_or("?"))
+            };
+            for action in rule.actions() {
+                let mut arns: Vec<&str> = action.target_group_arn().into_iter().collect();
+                if let Some(f) = action.forward_config() {
+                    arns.extend(f.target_groups().iter().filter_map(|t| {
+                        t.target_group_arn().filter(|_| t.weight().unwrap_or(1) > 0)
+                    }));
+                }
+                if let Some(g) = groups.iter().find(|g| arns.contains(&g.arn.as_str())) {
+                    return Err(ElbPreflightError::SharedGroup {
+                        name: g.name.clone(),
+                        used_by,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `(registered, healthy)` targets of `group` (`DescribeTargetHealth`).
+    pub async fn targets(&self, group: &TargetGroupRef) -> Result<(usize, usize), TrafficError> {
         let out = self
             .client
             .describe_target_health()
             .target_group_arn(&group.arn)
             .send()
             .await
-            .map_err(|e| ElbPreflightError::TargetGroup {
-                name: group.name.clone(),
-                source: traffic_error(&format!("DescribeTargetHealth {}", group.name), e),
-            })?;
+            .map_err(|e| traffic_error(&format!("DescribeTargetHealth {}", group.name), e))?;
         let all = out.target_health_descriptions();
-        if all.is_empty() {
-            return Err(ElbPreflightError::NoTargets {
-                name: group.name.clone(),
-            });
-        }
         let healthy = all
             .iter()
             .filter(|d| {
@@ -130,5 +186,25 @@ impl ElbRouter {
             })
             .count();
         Ok((all.len(), healthy))
+    }
+
+    /// [`ElbRouter::targets`]; refused when none is registered.
+    async fn registered(
+        &self,
+        group: &TargetGroupRef,
+    ) -> Result<(usize, usize), ElbPreflightError> {
+        let (all, healthy) =
+            self.targets(group)
+                .await
+                .map_err(|source| ElbPreflightError::TargetGroup {
+                    name: group.name.clone(),
+                    source,
+                })?;
+        if all == 0 {
+            return Err(ElbPreflightError::NoTargets {
+                name: group.name.clone(),
+            });
+        }
+        Ok((all, healthy))
     }
 }

@@ -116,6 +116,18 @@ impl ElbRoute {
         &self.arn
     }
 
+    /// The listener's ARN: the route's own for a listener, its listener's for a rule.
+    pub fn listener_arn(&self) -> String {
+        match self.kind {
+            ElbRouteKind::Listener => self.arn.clone(),
+            ElbRouteKind::Rule => {
+                let base = self.arn.replacen(":listener-rule/", ":listener/", 1);
+                base.rsplit_once('/')
+                    .map_or(base.clone(), |(l, _)| l.to_owned())
+            }
+        }
+    }
+
     /// Listener or rule.
     pub fn kind(&self) -> ElbRouteKind {
         self.kind
@@ -179,6 +191,8 @@ mod tests {
         ] {
             assert!(ElbRoute::parse(&bad).is_err(), "{bad}");
         }
+        let rule = ElbRoute::parse(&format!("{base}:listener-rule/app/web/1/2/3")).unwrap();
+        assert_eq!(rule.listener_arn(), format!("{base}:listener/app/web/1/2"));
         assert_eq!(
             target_group_dimension("arn:aws:elasticloadbalancing:r:a:targetgroup/v1/abc"),
             "targetgroup/v1/abc"
