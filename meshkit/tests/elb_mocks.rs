@@ -196,3 +196,26 @@ async fn a_lost_modify_rule_response_is_recognised_as_ours() {
     // The lost write was applied once and never repeated.
     assert_eq!(state.lock().unwrap().applied, 4);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_answer_still_waits_the_load_balancers_settle_delay() {
+    // The default ALB settle delay (60 s) follows every write, the one whose answer was
+    // lost included: the bake of each step starts only after it.
+    let (client, state) = fake(&[Next::ApplyAndLose]);
+    let rollout = Rollout::builder()
+        .router(ElbRouter::new(client))
+        .route(RULE)
+        .from("v1")
+        .to("v2")
+        .strategy(Canary::steps([10, 50, 100]).bake(Duration::from_secs(30)))
+        .check(ScriptedHealthCheck::healthy())
+        .build()
+        .unwrap();
+    let outcome = rollout.run().await.unwrap();
+    let Outcome::Promoted { elapsed, .. } = outcome else {
+        panic!("{outcome}");
+    };
+    // Three steps of 60 s waiting then a 30 s bake each.
+    assert!(elapsed >= Duration::from_secs(3 * 90), "{elapsed:?}");
+    assert_eq!(state.lock().unwrap().applied, 4);
+}
