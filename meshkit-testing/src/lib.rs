@@ -17,7 +17,9 @@
 //! - `emulator`: `MotoServer` and `CallCounter`, the moto AWS emulator on a free port
 //!   and a count of the AWS calls a client makes; `gopher` builds the gopher sample's
 //!   App Mesh and Cloud Map resources on it, `elb` an ALB or NLB with target groups,
-//!   a listener and a rule, and `cloudwatch` puts the metric the canary pipeline's 5xx
+//!   a listener and a rule, `lattice` a VPC Lattice service with target groups, a
+//!   listener and a rule (with meshkit's extension of the emulator for the Lattice
+//!   operations it lacks), and `cloudwatch` puts the metric the canary pipeline's 5xx
 //!   check reads. These pull the AWS SDK crates.
 //!
 //! The fakes use `tokio::time`, so tests run with paused time (the emulator is a real
@@ -31,6 +33,8 @@ pub mod elb;
 mod fleet;
 #[cfg(feature = "emulator")]
 pub mod gopher;
+#[cfg(feature = "emulator")]
+pub mod lattice;
 #[cfg(feature = "emulator")]
 mod moto;
 mod router;

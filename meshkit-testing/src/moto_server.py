@@ -63,6 +63,8 @@ def operation(environ):
     target = environ.get("HTTP_X_AMZ_TARGET")
     if target:
         return target.split(".")[-1]
+    if "/vpc-lattice/aws4_request" in environ.get("HTTP_AUTHORIZATION", ""):
+        return lattice_operation(environ)
     method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
     if path.startswith("/v20190125/"):
         op = appmesh_operation(method, path)
@@ -76,6 +78,21 @@ def operation(environ):
             if pair.startswith("Action="):
                 return pair[len("Action="):]
     return "%s %s" % (method, path)
+
+
+def lattice_operation(environ):
+    """The Lattice operation of a REST request, from the extension's routes or moto's."""
+    try:
+        shim = route(environ)
+        if shim is not None and shim[0] is not None:
+            return shim[0]
+        from moto.vpclattice.responses import VPCLatticeResponse
+        r = VPCLatticeResponse()
+        r.region = "us-east-1"
+        raw = environ.get("RAW_URI") or environ.get("PATH_INFO", "")
+        return r._get_action_from_method_and_request_uri(environ["REQUEST_METHOD"], raw.split("?")[0])
+    except Exception:  # noqa: BLE001 - a name for the log only
+        return "%s %s" % (environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
 
 
 def requests_endpoint(environ, start_response):
@@ -95,6 +112,8 @@ class NormaliseTimestamps:
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO") == "/_meshkit/requests":
             return requests_endpoint(environ, start_response)
+        if environ.get("PATH_INFO") == "/_meshkit/lattice/target-status":
+            return lattice_status_hook(environ, start_response)
         op = operation(environ)
         with REQUESTS_LOCK:
             REQUESTS.append(op)
@@ -139,12 +158,286 @@ except Exception:  # noqa: BLE001 - an emulator without ELBv2 still serves the r
     pass
 
 
+# --- meshkit's test extension: the VPC Lattice operations moto 5.2.1 lacks ----------
+# GetRule, ListRules, UpdateRule (PATCH), UpdateListener (PATCH), RegisterTargets,
+# DeregisterTargets and ListTargets, served from moto's own in-memory Lattice backend
+# with the request and response shapes of the AWS API reference (vpc-lattice
+# 2022-11-30), so tests go through the real SDK client over HTTP and would run the
+# same against AWS. Not part of moto. Also: moto's own Lattice operations accept ARNs
+# as identifiers, CreateRule checks its listener and priority and builds AWS's rule
+# ARN, and a test hook sets a target's status:
+#   POST /_meshkit/lattice/target-status {"targetGroup", "id", "port", "status"}
+try:
+    import datetime, json, os
+    from urllib.parse import unquote, parse_qs
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.core.exceptions import JsonRESTError
+    from moto.vpclattice import models as lm
+    from moto.vpclattice.models import vpclattice_backends
+
+
+    def _now():
+        return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+    def _short(ident):
+        # "svc-x" | "arn:...:service/svc-x" | ".../listener/listener-x" | ".../rule/rule-x" | "...:targetgroup/tg-x"
+        return ident.rsplit("/", 1)[-1] if ident else ident
+
+
+    class LatticeError(Exception):
+        def __init__(self, status, code, message, **extra):
+            super().__init__(message)
+            self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+    def not_found(kind, ident):
+        return LatticeError(404, "ResourceNotFoundException", f"{kind} {ident} not found",
+                            resourceId=ident, resourceType=kind.upper())
+
+
+    class ConflictException(JsonRESTError):  # raised inside moto's own dispatch -> 409 JSON error
+        code = 409
+
+        def __init__(self, message):
+            super().__init__("ConflictException", message)
+
+
+    # ---- monkeypatches so moto's own operations accept ARNs and build correct rule ARNs ----
+    _get_service = lm.VPCLatticeBackend.get_service
+    _get_tg = lm.VPCLatticeBackend.get_target_group
+    _get_listener = lm.VPCLatticeBackend.get_listener
+
+
+    def get_service(self, service_identifier):
+        return _get_service(self, _short(service_identifier))
+
+
+    def get_target_group(self, target_group_identifier):
+        return _get_tg(self, _short(target_group_identifier))
+
+
+    def get_listener(self, service_identifier, listener_identifier):
+        return _get_listener(self, service_identifier, _short(listener_identifier))
+
+
+    lm.VPCLatticeBackend.get_service = get_service
+    lm.VPCLatticeBackend.get_target_group = get_target_group
+    lm.VPCLatticeBackend.get_listener = get_listener
+    _create_rule = lm.VPCLatticeBackend.create_rule
+
+
+    def create_rule(self, action, client_token, listener_identifier, match, name, priority,
+                    service_identifier, tags):
+        listener = self.get_listener(service_identifier, listener_identifier)  # 404s like AWS
+        for other in rules_of(self, listener):
+            if other.priority == priority:
+                raise ConflictException(f"priority {priority} is already used by {other.id}")
+        rule = _create_rule(self, action, client_token, listener.id, match, name, priority,
+                            listener.service_identifier, tags)
+        rule.arn = f"{listener.arn}/rule/{rule.id}"          # moto writes ".../listener/listener-listener-..."
+        self.tag_resource(rule.arn, tags or {})               # moto tagged the malformed ARN
+        rule.created_at = rule.last_updated_at = _now()
+        return rule
+
+
+    lm.VPCLatticeBackend.create_rule = create_rule
+
+
+    # ---- helpers over moto's objects ----
+    def backend_for(environ):
+        # moto picks the account from MOTO_ACCOUNT_ID, then x-moto-account-id, then the access key
+        account = os.environ.get("MOTO_ACCOUNT_ID") or environ.get("HTTP_X_MOTO_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID
+        scope = environ.get("HTTP_AUTHORIZATION", "").split(",")[0].split()[-1]  # Credential=AK/date/region/svc/aws4_request
+        region = scope.split("/")[2]
+        return vpclattice_backends[account][region]
+
+
+    def find_listener(b, svc_ident, listener_ident):
+        svc = b.services.get(_short(svc_ident))
+        if svc is None:
+            raise not_found("Service", svc_ident)
+        listener = b.listeners.get(_short(listener_ident))
+        if listener is None or listener.service_identifier != svc.id:
+            raise not_found("Listener", listener_ident)
+        return listener
+
+
+    def rules_of(b, listener):
+        return [r for r in b.rules.values()
+                if _short(r.listener_identifier) == listener.id
+                and _short(r.service_identifier) == listener.service_identifier]
+
+
+    def find_rule(b, svc_ident, listener_ident, rule_ident):
+        listener = find_listener(b, svc_ident, listener_ident)
+        rule = b.rules.get(_short(rule_ident))
+        if rule is None or rule not in rules_of(b, listener):
+            raise not_found("Rule", rule_ident)
+        return listener, rule
+
+
+    def rule_json(rule):  # GetRule / UpdateRule answer shape
+        out = {"arn": rule.arn, "id": rule.id, "name": rule.name, "isDefault": False,
+               "priority": rule.priority, "action": rule.action,
+               "createdAt": getattr(rule, "created_at", None), "lastUpdatedAt": getattr(rule, "last_updated_at", None)}
+        if rule.match:
+            out["match"] = rule.match
+        return {k: v for k, v in out.items() if v is not None}
+
+
+    def listener_json(listener):  # UpdateListener answer shape (GetListener adds createdAt/lastUpdatedAt)
+        return {"arn": listener.arn, "id": listener.id, "name": listener.name, "protocol": listener.protocol,
+                "port": listener.port, "serviceArn": listener.service_arn, "serviceId": listener.service_identifier,
+                "defaultAction": listener.default_action}
+
+
+    def validate_action(action, field):
+        if not isinstance(action, dict) or len(action) != 1 or not ({"forward", "fixedResponse"} & action.keys()):
+            raise LatticeError(400, "ValidationException", f"{field} must set exactly one of forward, fixedResponse",
+                               reason="fieldValidationFailed")
+        if "forward" in action:
+            groups = action["forward"].get("targetGroups") or []
+            if not 1 <= len(groups) <= 10 or any(not 0 <= g.get("weight", 1) <= 999 for g in groups):
+                raise LatticeError(400, "ValidationException", "targetGroups: 1-10 groups, weight 0-999",
+                                   reason="fieldValidationFailed")
+
+
+    # ---- the four operations ----
+    def route(environ):
+        """(operation, segments) for the requests handled here, else None."""
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        if "/vpc-lattice/aws4_request" not in auth:
+            return None
+        raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
+        raw = raw.split("?", 1)[0]
+        seg = [unquote(s) for s in raw.split("/")[1:]]        # split BEFORE decoding: ARNs hold "/"
+        m = environ["REQUEST_METHOD"]
+        if len(seg) == 6 and seg[0] == "services" and seg[2] == "listeners" and seg[4] == "rules":
+            return {"GET": "GetRule", "PATCH": "UpdateRule"}.get(m), seg
+        if len(seg) == 5 and seg[0] == "services" and seg[2] == "listeners" and seg[4] == "rules" and m == "GET":
+            return "ListRules", seg
+        if len(seg) == 4 and seg[0] == "services" and seg[2] == "listeners" and m == "PATCH":
+            return "UpdateListener", seg
+        if len(seg) == 3 and seg[0] == "targetgroups" and m == "POST":
+            return {"registertargets": "RegisterTargets", "deregistertargets": "DeregisterTargets",
+                    "listtargets": "ListTargets"}.get(seg[2]), seg
+        return None
+
+
+    def handle(op, seg, environ):
+        b = backend_for(environ)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = json.loads(environ["wsgi.input"].read(length) or b"{}") if length else {}
+        if op in ("RegisterTargets", "DeregisterTargets", "ListTargets"):
+            return handle_targets(op, seg, b, body)
+        if op == "GetRule":
+            return 200, rule_json(find_rule(b, seg[1], seg[3], seg[5])[1])
+        if op == "UpdateRule":
+            listener, rule = find_rule(b, seg[1], seg[3], seg[5])
+            if "action" in body:
+                validate_action(body["action"], "action")
+                rule.action = body["action"]
+            if "match" in body:
+                rule.match = body["match"]
+            if "priority" in body:
+                if any(o.priority == body["priority"] and o is not rule for o in rules_of(b, listener)):
+                    raise LatticeError(409, "ConflictException", "priority in use", resourceId=rule.id, resourceType="RULE")
+                rule.priority = body["priority"]
+            rule.last_updated_at = _now()
+            return 200, rule_json(rule)
+        if op == "ListRules":
+            listener = find_listener(b, seg[1], seg[3])
+            qs = parse_qs(environ.get("QUERY_STRING", ""))
+            rules = sorted(rules_of(b, listener), key=lambda r: r.priority)
+            start = int(qs.get("nextToken", ["0"])[0])
+            size = int(qs.get("maxResults", ["100"])[0])
+            page = rules[start:start + size]
+            out = {"items": [{k: v for k, v in rule_json(r).items() if k not in ("action", "match")} for r in page]}
+            if start + size < len(rules):
+                out["nextToken"] = str(start + size)
+            return 200, out
+        if op == "UpdateListener":
+            listener = find_listener(b, seg[1], seg[3])
+            if "defaultAction" not in body:
+                raise LatticeError(400, "ValidationException", "defaultAction is required", reason="fieldValidationFailed")
+            validate_action(body["defaultAction"], "defaultAction")
+            listener.default_action = body["defaultAction"]
+            listener.last_updated_at = _now()
+            return 200, listener_json(listener)
+
+
+    def handle_targets(op, seg, b, body):
+        tg = b.target_groups.get(_short(seg[1]))
+        if tg is None:
+            raise not_found("TargetGroup", seg[1])
+        targets = tg.__dict__.setdefault("shim_targets", {})        # {(id, port): status}
+        default_port = tg.config.get("port")
+        keys = [(t["id"], t.get("port", default_port)) for t in body.get("targets", [])]
+        if op == "RegisterTargets":
+            for k in keys:
+                targets[k] = "HEALTHY"   # AWS: INITIAL, then HEALTHY/UNHEALTHY; UNUSED if no service uses the TG
+            return 200, {"successful": [{"id": i, "port": p} for i, p in keys], "unsuccessful": []}
+        if op == "DeregisterTargets":
+            for k in keys:
+                targets.pop(k, None)     # AWS: DRAINING for the deregistration delay first
+            return 200, {"successful": [{"id": i, "port": p} for i, p in keys], "unsuccessful": []}
+        wanted = set(keys)
+        return 200, {"items": [{"id": i, "port": p, "status": st} for (i, p), st in targets.items()
+                               if not wanted or (i, p) in wanted]}
+
+
+    class LatticeShim:
+        def __init__(self, app):
+            self.app = app
+
+        def __call__(self, environ, start_response):
+            r = route(environ)
+            if r is None or r[0] is None:
+                return self.app(environ, start_response)
+            headers = [("Content-Type", "application/json")]
+            try:
+                status, out = handle(r[0], r[1], environ)
+            except LatticeError as e:
+                status, out = e.status, {"message": e.message, **e.extra}
+                headers.append(("X-Amzn-ErrorType", e.code))
+            data = json.dumps(out).encode()
+            reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict"}[status]
+            start_response(f"{status} {reason}", headers + [("Content-Length", str(len(data)))])
+            return [data]
+
+    LATTICE = True
+except Exception as e:  # noqa: BLE001 - without moto's Lattice the rest still works
+    print("meshkit: no VPC Lattice extension: %r" % (e,), file=sys.stderr, flush=True)
+    LATTICE = False
+
+
+def lattice_status_hook(environ, start_response):
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    req = json.loads(environ["wsgi.input"].read(length) or b"{}")
+    status = "404 Not Found"
+    for backend in vpclattice_backends.values():
+        for regional in backend.values():
+            tg = regional.target_groups.get(_short(req.get("targetGroup", "")))
+            if tg is None:
+                continue
+            targets = tg.__dict__.setdefault("shim_targets", {})
+            key = (req.get("id"), req.get("port", tg.config.get("port")))
+            if key in targets:
+                targets[key] = req.get("status", "HEALTHY")
+                status = "200 OK"
+    start_response(status, [("Content-Length", "0")])
+    return [b""]
+
+
 def exit_when_parent_goes():
     sys.stdin.read()
     os._exit(0)
 
 
-app = NormaliseTimestamps(DomainDispatcherApplication(create_backend_app))
+inner = DomainDispatcherApplication(create_backend_app)
+app = NormaliseTimestamps(LatticeShim(inner) if LATTICE else inner)
 server = make_server("127.0.0.1", 0, app, threaded=True)
 threading.Thread(target=exit_when_parent_goes, daemon=True).start()
 print("MESHKIT_MOTO_PORT %d" % server.server_port, flush=True)

@@ -73,7 +73,8 @@
     feature = "ecs",
     feature = "cloudmap",
     feature = "cloudwatch",
-    feature = "elbv2"
+    feature = "elbv2",
+    feature = "vpclattice"
 ))]
 mod aws;
 pub mod error;
@@ -91,7 +92,8 @@ pub mod traffic;
     feature = "ecs",
     feature = "cloudmap",
     feature = "cloudwatch",
-    feature = "elbv2"
+    feature = "elbv2",
+    feature = "vpclattice"
 ))]
 pub mod sdk {
     #[cfg(feature = "appmesh")]
@@ -104,6 +106,8 @@ pub mod sdk {
     pub use aws_sdk_elasticloadbalancingv2 as elbv2;
     #[cfg(feature = "cloudmap")]
     pub use aws_sdk_servicediscovery as servicediscovery;
+    #[cfg(feature = "vpclattice")]
+    pub use aws_sdk_vpclattice as vpclattice;
     pub use aws_types::SdkConfig;
 }
 

@@ -140,6 +140,34 @@ impl CloudWatchMetric {
             .name("target response time")
     }
 
+    /// A VPC Lattice target group's 5xx responses (`AWS/VpcLattice`
+    /// `HTTPCode_5XX_Count` with dimension `TargetGroup`, the group's id `tg-…`),
+    /// summed. Lattice publishes its metrics, zeros included, once the group takes
+    /// traffic: no datapoint means no traffic yet, inconclusive.
+    #[cfg(feature = "vpclattice")]
+    pub fn lattice_5xx(
+        client: Client,
+        target_group_id: impl Into<String>,
+    ) -> CloudWatchMetricBuilder {
+        Self::builder(client, "AWS/VpcLattice", "HTTPCode_5XX_Count")
+            .dimension("TargetGroup", lattice_id(target_group_id.into()))
+            .name("lattice 5xx")
+    }
+
+    /// A VPC Lattice target group's request time in milliseconds (`AWS/VpcLattice`
+    /// `RequestTime`), its `p99` per minute, the worst minute compared with `max`.
+    #[cfg(feature = "vpclattice")]
+    pub fn lattice_request_time(
+        client: Client,
+        target_group_id: impl Into<String>,
+    ) -> CloudWatchMetricBuilder {
+        Self::builder(client, "AWS/VpcLattice", "RequestTime")
+            .dimension("TargetGroup", lattice_id(target_group_id.into()))
+            .stat("p99")
+            .worst_period()
+            .name("lattice request time")
+    }
+
     /// The sum of the statistic over the window (or its largest value with
     /// `worst_period`), or `None` without datapoints.
     async fn total(&self) -> Result<Option<f64>, crate::TrafficError> {
@@ -336,4 +364,13 @@ fn elb_dimension(given: String) -> String {
     crate::traffic::elb::ElbRoute::parse(&given)
         .map(|r| r.load_balancer_dimension().to_owned())
         .unwrap_or(given)
+}
+
+/// A Lattice target group id from an id or an ARN (`…:targetgroup/tg-…`).
+#[cfg(feature = "vpclattice")]
+fn lattice_id(given: String) -> String {
+    given
+        .rsplit('/')
+        .next()
+        .map_or(given.clone(), str::to_owned)
 }

@@ -8,6 +8,8 @@ mod cloudwatch;
 mod combinators;
 #[cfg(feature = "http-check")]
 mod http;
+#[cfg(feature = "vpclattice")]
+mod lattice_targets;
 mod metrics;
 #[cfg(feature = "prometheus")]
 mod prometheus;
@@ -30,6 +32,8 @@ pub use combinators::{
 };
 #[cfg(feature = "http-check")]
 pub use http::{HttpCheck, HttpCheckBuilder};
+#[cfg(feature = "vpclattice")]
+pub use lattice_targets::{LatticeTargetHealth, LatticeTargetHealthBuilder};
 pub use metrics::{LatencyP99, MetricsSource, SuccessRate, WindowStats};
 #[cfg(feature = "prometheus")]
 pub use prometheus::{PrometheusQuery, PrometheusQueryBuilder};

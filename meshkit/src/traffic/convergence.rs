@@ -206,6 +206,36 @@ pub fn judge(
     }
 }
 
+/// [`judge`] over per-minute counts, newest minute first: the newest minutes decide,
+/// since older ones may hold traffic from before the data plane applied the write;
+/// older minutes are added only while there are too few requests to judge.
+pub fn judge_newest(
+    target: &Weights,
+    previous: Option<&Weights>,
+    minutes: &[Vec<(String, u64)>],
+    with: &Judge,
+) -> Convergence {
+    let mut said = Convergence::TooFewRequests {
+        seen: 0,
+        needed: with.min_requests.max(1),
+    };
+    let mut sum: Vec<(String, u64)> = Vec::new();
+    for minute in minutes {
+        for (name, c) in minute {
+            match sum.iter_mut().find(|(n, _)| n == name) {
+                Some(slot) => slot.1 += c,
+                None => sum.push((name.clone(), *c)),
+            }
+        }
+        let counts: Vec<(&str, u64)> = sum.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+        said = judge(target, previous, &counts, with);
+        if !matches!(said, Convergence::TooFewRequests { .. }) {
+            break;
+        }
+    }
+    said
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +321,35 @@ mod tests {
             ..Judge::default()
         };
         assert!(not_yet(&judge(&w(100), None, &[("b", 1_000)], &bad)));
+    }
+
+    #[test]
+    fn the_newest_minute_decides_when_it_has_enough_requests() {
+        let j = Judge::default();
+        let before = Weights::split("b", "g", 50).unwrap();
+        let all = Weights::split("b", "g", 100).unwrap();
+        let minute = |b: u64, g: u64| vec![("b".to_owned(), b), ("g".to_owned(), g)];
+        // The minute of the write still held old traffic; the newest is clean.
+        let minutes = vec![minute(0, 1_000), minute(300, 700)];
+        assert!(matches!(
+            judge_newest(&all, Some(&before), &minutes, &j),
+            Convergence::Applied { .. }
+        ));
+        // A quiet newest minute borrows from the older ones.
+        let minutes = vec![minute(0, 50), minute(0, 950)];
+        assert!(matches!(
+            judge_newest(&all, Some(&before), &minutes, &j),
+            Convergence::Applied { .. }
+        ));
+        let minutes = vec![minute(0, 50), minute(900, 100)];
+        assert!(matches!(
+            judge_newest(&all, Some(&before), &minutes, &j),
+            Convergence::NotYet { .. }
+        ));
+        assert!(matches!(
+            judge_newest(&all, None, &[], &j),
+            Convergence::TooFewRequests { seen: 0, .. }
+        ));
     }
 
     #[test]

@@ -8,8 +8,12 @@ mod convergence;
 #[cfg(feature = "elbv2")]
 pub mod elb;
 mod error;
+#[cfg(feature = "vpclattice")]
+pub mod lattice;
 #[cfg(feature = "local")]
 pub mod local;
+#[cfg(feature = "cloudwatch")]
+mod measure;
 mod percent;
 mod token;
 mod weights;
@@ -18,8 +22,10 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-pub use convergence::{Convergence, Judge, judge};
+pub use convergence::{Convergence, Judge, judge, judge_newest};
 pub use error::TrafficError;
+#[cfg(feature = "cloudwatch")]
+pub use measure::{METRICS_SETTLE_TIME, TrafficMetrics};
 pub use percent::Percent;
 pub use token::{MAX_TOKEN_LEN, client_token};
 pub use weights::{MAX_NAME_LEN, MAX_TARGETS, MAX_WEIGHT, Weights};

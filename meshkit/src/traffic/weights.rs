@@ -220,6 +220,21 @@ impl Weights {
         self.iter().map(|(n, w)| (n, w / g)).collect()
     }
 
+    /// The weights as integers of at most `max` each, most readable first: as
+    /// percentages (`90:10`), then in tenths of a percent (`995:5`), then in lowest
+    /// terms; `None` when none fits (a load balancer holds 0-999, App Mesh 0-100).
+    pub fn fit(&self, max: u32) -> Option<Vec<(&str, u32)>> {
+        let fits = |v: &Vec<(&str, u32)>| v.iter().all(|(_, w)| *w <= max);
+        [
+            self.in_units(100),
+            self.in_units(1000),
+            Some(self.lowest_terms()),
+        ]
+        .into_iter()
+        .flatten()
+        .find(fits)
+    }
+
     /// The number of targets in the split.
     pub fn len(&self) -> usize {
         self.targets.len()

@@ -109,19 +109,12 @@ pub(crate) fn elb_weights(weights: &Weights) -> Result<Vec<(&str, u32)>, Traffic
             source: None,
         });
     }
-    let fits = |v: &Vec<(&str, u32)>| v.iter().all(|(_, w)| *w <= MAX_ELB_WEIGHT);
-    [
-        weights.in_units(100),
-        weights.in_units(1000),
-        Some(weights.lowest_terms()),
-    ]
-    .into_iter()
-    .flatten()
-    .find(fits)
-    .ok_or_else(|| TrafficError::BadRequest {
-        message: format!("{weights} cannot be held in load balancer weights of 0-999"),
-        source: None,
-    })
+    weights
+        .fit(MAX_ELB_WEIGHT)
+        .ok_or_else(|| TrafficError::BadRequest {
+            message: format!("{weights} cannot be held in load balancer weights of 0-999"),
+            source: None,
+        })
 }
 
 /// A copy of `actions` whose forward action (at `forward.index`) forwards to `groups`

@@ -44,7 +44,6 @@
 //!   puts it there before its provision stage.
 
 mod action;
-mod measure;
 mod preflight;
 mod route;
 
@@ -58,8 +57,8 @@ use aws_sdk_elasticloadbalancingv2::Client;
 use aws_sdk_elasticloadbalancingv2::types::Action;
 use tokio::time::Instant;
 
+pub use crate::traffic::{METRICS_SETTLE_TIME, TrafficMetrics};
 pub use action::{MAX_ELB_WEIGHT, MAX_TARGET_GROUPS};
-pub use measure::TrafficMetrics;
 pub use preflight::{ElbPreflight, ElbPreflightError};
 pub use route::{ElbRoute, ElbRouteKind, LoadBalancerType, target_group_dimension};
 
@@ -67,15 +66,13 @@ use self::action::{Forward, elb_weights, find_forward, with_groups};
 use crate::aws::traffic_error;
 use crate::traffic::{
     Convergence, Observed, Percent, RouteRef, TrafficError, TrafficRouter, Weights, WriteRequest,
-    judge,
+    judge_newest,
 };
 
 /// The settle delay after a write on an Application Load Balancer without metrics.
 pub const ALB_SETTLE_DELAY: Duration = Duration::from_secs(60);
 /// The settle delay after a write on a Network Load Balancer without metrics.
 pub const NLB_SETTLE_DELAY: Duration = Duration::from_secs(600);
-/// How long the runner waits for CloudWatch to confirm a write.
-pub const METRICS_SETTLE_TIME: Duration = Duration::from_secs(600);
 
 /// A target group, as resolved from its name or ARN.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -493,31 +490,28 @@ impl TrafficRouter for ElbRouter {
                     }
                 }
                 let arns = self.arns_of(&names).await?;
-                let groups: Vec<(String, String)> =
-                    names.iter().map(|n| (*n).to_owned()).zip(arns).collect();
+                // The dimensions the load balancer publishes, in its order.
+                let series: Vec<crate::traffic::measure::Series> = names
+                    .iter()
+                    .zip(&arns)
+                    .map(|(n, arn)| {
+                        let dims = vec![
+                            ("TargetGroup", target_group_dimension(arn).to_owned()),
+                            ("LoadBalancer", route.load_balancer_dimension().to_owned()),
+                        ];
+                        ((*n).to_owned(), dims)
+                    })
+                    .collect();
                 let minutes = metrics
-                    .minutes(&route, &groups, last.wall, SystemTime::now())
+                    .minutes(
+                        route.load_balancer_type().namespace(),
+                        "RequestCount",
+                        &series,
+                        last.wall,
+                        SystemTime::now(),
+                    )
                     .await?;
-                // The newest minutes decide: older ones may hold traffic from before
-                // the load balancer applied the write. Older minutes are added only
-                // while there are too few requests to judge.
-                let mut said = Convergence::TooFewRequests {
-                    seen: 0,
-                    needed: metrics.judge.min_requests.max(1),
-                };
-                let mut sum: Vec<(String, u64)> =
-                    groups.iter().map(|(n, _)| (n.clone(), 0)).collect();
-                for minute in &minutes {
-                    for (slot, (_, c)) in sum.iter_mut().zip(minute) {
-                        slot.1 += c;
-                    }
-                    let counts: Vec<(&str, u64)> =
-                        sum.iter().map(|(n, c)| (n.as_str(), *c)).collect();
-                    said = judge(written, last.before.as_ref(), &counts, &metrics.judge);
-                    if !matches!(said, Convergence::TooFewRequests { .. }) {
-                        break;
-                    }
-                }
+                let said = judge_newest(written, last.before.as_ref(), &minutes, &metrics.judge);
                 Ok(said)
             }
             _ => {

@@ -1,5 +1,6 @@
-//! Counting each target group's requests (ALB) or new flows (NLB) in CloudWatch since
-//! a write, to judge whether the load balancer applies the written weights.
+//! [`TrafficMetrics`]: counting each target group's requests in CloudWatch since a
+//! write (ALB `RequestCount`, VPC Lattice `TotalRequestCount`), to judge whether the
+//! data plane applies the written weights.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -7,14 +8,20 @@ use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
 
-use super::route::{ElbRoute, LoadBalancerType, target_group_dimension};
 use crate::aws::traffic_error;
 use crate::traffic::{Judge, TrafficError};
 
-/// Data-plane confirmation from CloudWatch: after each write, the requests (ALB
-/// `RequestCount`) or new flows (NLB `NewFlowCount`) of each target group, per
-/// minute, from the first whole minute after the write, judged against the written
-/// weights with [`crate::traffic::judge`].
+/// How long a router waits for [`TrafficMetrics`] to confirm a write, by default.
+pub const METRICS_SETTLE_TIME: Duration = Duration::from_secs(600);
+
+/// One target group's series: its name in [`crate::traffic::Weights`] and the
+/// CloudWatch dimensions of its request count.
+pub(crate) type Series = (String, Vec<(&'static str, String)>);
+
+/// Data-plane confirmation from CloudWatch: after each write, the requests of each
+/// target group (ALB `RequestCount`, VPC Lattice `TotalRequestCount`), per minute,
+/// newest minutes first, from the first whole minute after the write, judged against
+/// the written weights and the split before them with [`crate::traffic::judge`].
 #[derive(Debug, Clone)]
 pub struct TrafficMetrics {
     pub(crate) client: Client,
@@ -30,7 +37,7 @@ impl TrafficMetrics {
         Self {
             client,
             judge: Judge::default(),
-            wait: super::METRICS_SETTLE_TIME,
+            wait: METRICS_SETTLE_TIME,
         }
     }
 
@@ -48,22 +55,15 @@ impl TrafficMetrics {
         self
     }
 
-    /// The metric counted for this load balancer type.
-    pub fn metric(lb: LoadBalancerType) -> &'static str {
-        match lb {
-            LoadBalancerType::Application => "RequestCount",
-            LoadBalancerType::Network => "NewFlowCount",
-        }
-    }
-
-    /// The metric of each `(name, ARN)` group per minute, newest minute first, over
-    /// the whole minutes from the first minute boundary after `since` on (up to the end
-    /// of the minute after `now`, so a datapoint stamped with the current minute is
-    /// never missed). Each minute lists every group, 0 when it had none.
+    /// `metric` in `namespace` (summed) of each group per minute, newest minute first,
+    /// over the whole minutes from the first minute boundary after `since` on (up to
+    /// the end of the minute after `now`, so a datapoint stamped with the current
+    /// minute is never missed). Each minute lists every group, 0 when it had none.
     pub(crate) async fn minutes(
         &self,
-        route: &ElbRoute,
-        groups: &[(String, String)],
+        namespace: &str,
+        metric: &str,
+        groups: &[Series],
         since: SystemTime,
         now: SystemTime,
     ) -> Result<Vec<Vec<(String, u64)>>, TrafficError> {
@@ -72,11 +72,10 @@ impl TrafficMetrics {
         if groups.is_empty() || end <= start {
             return Ok(Vec::new());
         }
-        let lb = route.load_balancer_type();
         let queries = groups
             .iter()
             .enumerate()
-            .map(|(i, (_, arn))| {
+            .map(|(i, (_, dims))| {
                 MetricDataQuery::builder()
                     .id(format!("g{i}"))
                     .return_data(true)
@@ -84,21 +83,16 @@ impl TrafficMetrics {
                         MetricStat::builder()
                             .metric(
                                 Metric::builder()
-                                    .namespace(lb.namespace())
-                                    .metric_name(Self::metric(lb))
-                                    // The order the load balancer publishes them in.
-                                    .dimensions(
-                                        Dimension::builder()
-                                            .name("TargetGroup")
-                                            .value(target_group_dimension(arn))
-                                            .build(),
-                                    )
-                                    .dimensions(
-                                        Dimension::builder()
-                                            .name("LoadBalancer")
-                                            .value(route.load_balancer_dimension())
-                                            .build(),
-                                    )
+                                    .namespace(namespace)
+                                    .metric_name(metric)
+                                    // In the order the service publishes them.
+                                    .set_dimensions(Some(
+                                        dims.iter()
+                                            .map(|(k, v)| {
+                                                Dimension::builder().name(*k).value(v).build()
+                                            })
+                                            .collect(),
+                                    ))
                                     .build(),
                             )
                             .period(60)
@@ -121,7 +115,7 @@ impl TrafficMetrics {
                 .set_next_token(token)
                 .send()
                 .await
-                .map_err(|e| traffic_error(&format!("GetMetricData {}", Self::metric(lb)), e))?;
+                .map_err(|e| traffic_error(&format!("GetMetricData {metric}"), e))?;
             for result in page.metric_data_results.unwrap_or_default() {
                 let index = result
                     .id

@@ -1,0 +1,150 @@
+//! [`LatticeRouter::preflight`]: read-only checks before a rollout on VPC Lattice.
+
+use aws_sdk_vpclattice::types::TargetStatus;
+
+use super::{LatticeRoute, LatticeRouter, LatticeTargetGroup};
+use crate::aws::traffic_error;
+use crate::traffic::{Observed, RouteRef, TrafficError, TrafficRouter};
+
+/// What [`LatticeRouter::preflight`] found.
+#[derive(Debug, Clone)]
+pub struct LatticePreflight {
+    /// The route.
+    pub route: LatticeRoute,
+    /// The route as read: weights (exact) and revision.
+    pub observed: Observed,
+    /// The stable version's target group.
+    pub stable: LatticeTargetGroup,
+    /// The new version's target group.
+    pub candidate: LatticeTargetGroup,
+    /// Targets registered in the stable group, and how many are healthy.
+    pub stable_targets: (usize, usize),
+    /// Targets registered in the new group, and how many are healthy.
+    pub candidate_targets: (usize, usize),
+}
+
+/// Why a VPC Lattice route is not ready for a rollout. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LatticePreflightError {
+    /// The service, listener or rule could not be read, or does not forward.
+    #[error("route {route}: {source}")]
+    Route {
+        /// The route.
+        route: String,
+        /// Why.
+        #[source]
+        source: TrafficError,
+    },
+    /// A target group does not exist or could not be read.
+    #[error("target group {name}: {source}")]
+    TargetGroup {
+        /// The name, id or ARN given.
+        name: String,
+        /// Why.
+        #[source]
+        source: TrafficError,
+    },
+    /// A target group has no registered targets.
+    #[error(
+        "target group {name} has no registered targets; register the version's tasks (its ECS service's VPC Lattice configuration) before shifting traffic"
+    )]
+    NoTargets {
+        /// The group's name.
+        name: String,
+    },
+    /// Both versions are the same target group.
+    #[error("the stable and new versions are the same target group {0}")]
+    SameGroup(String),
+}
+
+impl LatticeRouter {
+    /// Read-only checks before a rollout from `stable` to `candidate` (target groups by
+    /// name, id or ARN) on `route`: the service, listener (and rule) exist and forward,
+    /// both groups exist and have registered targets.
+    pub async fn preflight(
+        &self,
+        route: &RouteRef,
+        stable: &str,
+        candidate: &str,
+    ) -> Result<LatticePreflight, LatticePreflightError> {
+        let route_err = |source| LatticePreflightError::Route {
+            route: route.to_string(),
+            source,
+        };
+        let parsed = LatticeRoute::from_route(route).map_err(route_err)?;
+        let observed = self.read(route).await.map_err(route_err)?;
+        let mut groups = Vec::with_capacity(2);
+        for name in [stable, candidate] {
+            let g = self.target_group(name).await.map_err(|source| {
+                LatticePreflightError::TargetGroup {
+                    name: name.to_owned(),
+                    source,
+                }
+            })?;
+            groups.push(g);
+        }
+        let candidate = groups
+            .pop()
+            .ok_or_else(|| LatticePreflightError::SameGroup(String::new()))?;
+        let stable = groups
+            .pop()
+            .ok_or_else(|| LatticePreflightError::SameGroup(String::new()))?;
+        if stable.id == candidate.id {
+            return Err(LatticePreflightError::SameGroup(stable.name));
+        }
+        let mut counts = Vec::with_capacity(2);
+        for g in [&stable, &candidate] {
+            let (all, healthy) =
+                self.targets(g)
+                    .await
+                    .map_err(|source| LatticePreflightError::TargetGroup {
+                        name: g.name.clone(),
+                        source,
+                    })?;
+            if all == 0 {
+                return Err(LatticePreflightError::NoTargets {
+                    name: g.name.clone(),
+                });
+            }
+            counts.push((all, healthy));
+        }
+        Ok(LatticePreflight {
+            route: parsed,
+            observed,
+            stable_targets: counts[0],
+            candidate_targets: counts[1],
+            stable,
+            candidate,
+        })
+    }
+
+    /// `(registered, healthy)` targets of `group` (`ListTargets`, every page).
+    pub async fn targets(
+        &self,
+        group: &LatticeTargetGroup,
+    ) -> Result<(usize, usize), TrafficError> {
+        let (mut all, mut healthy) = (0, 0);
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_targets()
+                .target_group_identifier(&group.id)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| traffic_error(&format!("ListTargets {}", group.name), e))?;
+            all += page.items().len();
+            healthy += page
+                .items()
+                .iter()
+                .filter(|t| t.status() == Some(&TargetStatus::Healthy))
+                .count();
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok((all, healthy));
+            }
+        }
+    }
+}
