@@ -90,9 +90,12 @@ def lattice_operation(environ):
         r = VPCLatticeResponse()
         r.region = "us-east-1"
         raw = environ.get("RAW_URI") or environ.get("PATH_INFO", "")
-        return r._get_action_from_method_and_request_uri(environ["REQUEST_METHOD"], raw.split("?")[0])
+        op = r._get_action_from_method_and_request_uri(environ["REQUEST_METHOD"], raw.split("?")[0])
+        if op:
+            return op
     except Exception:  # noqa: BLE001 - a name for the log only
-        return "%s %s" % (environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+        pass
+    return "%s %s" % (environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
 
 
 def requests_endpoint(environ, start_response):
@@ -346,7 +349,11 @@ try:
                     raise LatticeError(409, "ConflictException", "priority in use", resourceId=rule.id, resourceType="RULE")
                 rule.priority = body["priority"]
             rule.last_updated_at = _now()
-            return 200, rule_json(rule)
+            # UpdateRuleResponse has no timestamps (the API reference).
+            out = rule_json(rule)
+            out.pop("createdAt", None)
+            out.pop("lastUpdatedAt", None)
+            return 200, out
         if op == "ListRules":
             listener = find_listener(b, seg[1], seg[3])
             qs = parse_qs(environ.get("QUERY_STRING", ""))
