@@ -26,6 +26,8 @@ pub struct LatticeTopology {
     pub rule: String,
     /// `(name, id)` of each target group, in [`GROUPS`] order.
     pub groups: Vec<(String, String)>,
+    /// `(name, ARN)` of each target group, in [`GROUPS`] order.
+    pub arns: Vec<(String, String)>,
 }
 
 impl LatticeTopology {
@@ -35,6 +37,15 @@ impl LatticeTopology {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, i)| i.as_str())
+            .unwrap_or_else(|| panic!("no target group {name}"))
+    }
+
+    /// The ARN of target group `name`.
+    pub fn arn(&self, name: &str) -> &str {
+        self.arns
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a.as_str())
             .unwrap_or_else(|| panic!("no target group {name}"))
     }
 
@@ -88,6 +99,7 @@ pub async fn build(sdk: &SdkConfig, _moto: &MotoServer) -> LatticeTopology {
         .unwrap_or_else(|e| panic!("CreateService: {e:?}"));
     let service = service.id().unwrap().to_owned();
     let mut groups = Vec::new();
+    let mut arns = Vec::new();
     for (i, name) in GROUPS.iter().enumerate() {
         let g = c
             .create_target_group()
@@ -104,6 +116,7 @@ pub async fn build(sdk: &SdkConfig, _moto: &MotoServer) -> LatticeTopology {
             .await
             .unwrap_or_else(|e| panic!("CreateTargetGroup {name}: {e:?}"));
         let id = g.id().unwrap().to_owned();
+        arns.push(((*name).to_owned(), g.arn().unwrap().to_owned()));
         c.register_targets()
             .target_group_identifier(&id)
             .targets(
@@ -154,5 +167,6 @@ pub async fn build(sdk: &SdkConfig, _moto: &MotoServer) -> LatticeTopology {
         listener,
         rule: rule.id().unwrap().to_owned(),
         groups,
+        arns,
     }
 }

@@ -438,6 +438,28 @@ def lattice_status_hook(environ, start_response):
     return [b""]
 
 
+# moto's ECS drops a service's vpcLatticeConfigurations; AWS keeps them and shows
+# them on the service's deployments. Keep them there as AWS does.
+try:
+    from moto.ecs import models as ecs_models, responses as ecs_responses
+
+    _ecs_create_service = ecs_responses.EC2ContainerServiceResponse.create_service
+
+    def ecs_create_service(self):
+        result = _ecs_create_service(self)
+        lattice = self._get_param("vpcLatticeConfigurations")
+        service = result.result.get("service") if hasattr(result, "result") else None
+        if lattice and service is not None:
+            service.vpc_lattice_configurations = lattice
+            for d in service.deployments:
+                d["vpcLatticeConfigurations"] = lattice
+        return result
+
+    ecs_responses.EC2ContainerServiceResponse.create_service = ecs_create_service
+except Exception:  # noqa: BLE001 - an emulator without ECS still serves the rest
+    pass
+
+
 def exit_when_parent_goes():
     sys.stdin.read()
     os._exit(0)

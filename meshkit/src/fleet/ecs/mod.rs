@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_ecs::Client;
-use aws_sdk_ecs::types::{LoadBalancer, Service, ServiceRegistry};
+use aws_sdk_ecs::types::{LoadBalancer, Service, ServiceRegistry, VpcLatticeConfiguration};
 use tokio::time::Instant;
 
 pub use version::EcsVersion;
@@ -63,6 +63,8 @@ pub struct EcsFleet {
     delete_on_retire: bool,
     #[cfg(feature = "elbv2")]
     elb: Option<aws_sdk_elasticloadbalancingv2::Client>,
+    #[cfg(feature = "vpclattice")]
+    lattice: Option<aws_sdk_vpclattice::Client>,
 }
 
 impl fmt::Debug for EcsFleet {
@@ -87,7 +89,18 @@ impl EcsFleet {
             delete_on_retire: false,
             #[cfg(feature = "elbv2")]
             elb: None,
+            #[cfg(feature = "vpclattice")]
+            lattice: None,
         }
+    }
+
+    /// Readiness of a version registered as VPC Lattice targets
+    /// ([`EcsVersion::lattice_target_group`]) also waits until its target group has
+    /// at least as many `HEALTHY` targets as the service runs tasks (`ListTargets`).
+    #[cfg(feature = "vpclattice")]
+    pub fn lattice_health(mut self, client: aws_sdk_vpclattice::Client) -> Self {
+        self.lattice = Some(client);
+        self
     }
 
     /// Readiness of a version behind a load balancer also waits until its target
@@ -212,6 +225,41 @@ impl EcsFleet {
         let grace = load_balancers
             .as_ref()
             .and(t.and_then(|s| s.health_check_grace_period_seconds));
+        let lattice = match &v.lattice {
+            None => None,
+            Some(wiring) => {
+                let (role, port) = match &wiring.role_and_port {
+                    Some(rp) => rp.clone(),
+                    None => t
+                        .and_then(|s| s.deployments.as_deref())
+                        .and_then(|ds| {
+                            ds.iter()
+                                .find(|d| d.status.as_deref() == Some("PRIMARY"))
+                                .or(ds.first())
+                        })
+                        .and_then(|d| d.vpc_lattice_configurations.as_deref())
+                        .and_then(|c| c.first())
+                        .map(|c| (c.role_arn.clone(), c.port_name.clone()))
+                        .ok_or_else(|| FleetError::Backend {
+                            message: format!(
+                                "{}: no role and port name for VPC Lattice target group {}: the like_service template has no VPC Lattice configuration; use EcsVersion::lattice",
+                                v.service, wiring.target_group_arn
+                            ),
+                            source: None,
+                        })?,
+                };
+                let config = VpcLatticeConfiguration::builder()
+                    .target_group_arn(&wiring.target_group_arn)
+                    .role_arn(role)
+                    .port_name(port)
+                    .build()
+                    .map_err(|e| FleetError::Backend {
+                        message: format!("{}: VPC Lattice configuration: {e}", v.service),
+                        source: Some(Box::new(e)),
+                    })?;
+                Some(vec![config])
+            }
+        };
         self.client
             .create_service()
             .cluster(&self.cluster)
@@ -220,6 +268,7 @@ impl EcsFleet {
             .desired_count(v.desired_count.unwrap_or(1))
             .set_service_registries((!registries.is_empty()).then_some(registries))
             .set_load_balancers(load_balancers)
+            .set_vpc_lattice_configurations(lattice)
             .set_health_check_grace_period_seconds(grace)
             .set_launch_type(t.and_then(|s| s.launch_type.clone()))
             .set_capacity_provider_strategy(t.and_then(|s| s.capacity_provider_strategy.clone()))
@@ -407,6 +456,44 @@ impl EcsFleet {
                 };
                 return Ok(Some(format!(
                     "target group {name}: {healthy} of {needed} targets healthy ({} registered){why}",
+                    targets.len()
+                )));
+            }
+        }
+        #[cfg(feature = "vpclattice")]
+        if let (Some(lattice), Some(wiring)) = (&self.lattice, &v.lattice) {
+            let group = &wiring.target_group_arn;
+            let mut targets = Vec::new();
+            let mut token = None;
+            loop {
+                let page = match lattice
+                    .list_targets()
+                    .target_group_identifier(group)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(e) if matches!(classify(&e), Kind::Throttled | Kind::Transport) => {
+                        return Ok(Some(format!("ListTargets failing: {}", describe(&e))));
+                    }
+                    Err(e) => return Err(fleet_error(&format!("ListTargets {group}"), e)),
+                };
+                targets.extend(page.items().iter().cloned());
+                token = page.next_token().map(str::to_owned);
+                if token.is_none() {
+                    break;
+                }
+            }
+            let healthy = targets
+                .iter()
+                .filter(|t| t.status() == Some(&aws_sdk_vpclattice::types::TargetStatus::Healthy))
+                .count();
+            let needed = usize::try_from(service.running_count.max(1)).unwrap_or(1);
+            if healthy < needed {
+                let name = group.rsplit('/').next().unwrap_or(group);
+                return Ok(Some(format!(
+                    "VPC Lattice target group {name}: {healthy} of {needed} targets healthy ({} registered)",
                     targets.len()
                 )));
             }

@@ -15,6 +15,14 @@ pub(crate) struct LbWiring {
     pub(crate) container: Option<(String, i32)>,
 }
 
+/// Where a version's tasks register as VPC Lattice targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LatticeWiring {
+    pub(crate) target_group_arn: String,
+    /// Role and port name; `None` copies them from the `like_service` template.
+    pub(crate) role_and_port: Option<(String, String)>,
+}
+
 /// One version of the service as its own ECS service.
 ///
 /// Either a version meshkit brings up ([`EcsVersion::new`]: a task definition revision
@@ -30,6 +38,7 @@ pub struct EcsVersion {
     pub(crate) like_service: Option<String>,
     pub(crate) registries: Vec<String>,
     pub(crate) load_balancer: Option<LbWiring>,
+    pub(crate) lattice: Option<LatticeWiring>,
 }
 
 impl EcsVersion {
@@ -45,6 +54,7 @@ impl EcsVersion {
             like_service: None,
             registries: Vec::new(),
             load_balancer: None,
+            lattice: None,
         }
     }
 
@@ -58,6 +68,7 @@ impl EcsVersion {
             like_service: None,
             registries: Vec::new(),
             load_balancer: None,
+            lattice: None,
         }
     }
 
@@ -137,6 +148,33 @@ impl EcsVersion {
         self.load_balancer = Some(LbWiring {
             target_group_arn: target_group_arn.into(),
             container: Some((container.into(), port)),
+        });
+        self
+    }
+
+    /// Registers the service's tasks as targets of the VPC Lattice target group
+    /// `target_group_arn`, with the infrastructure role and port name of the
+    /// `like_service` template's VPC Lattice configuration (read from its primary
+    /// deployment). With [`crate::fleet::ecs::EcsFleet::lattice_health`], readiness
+    /// also waits until the group's targets are healthy.
+    pub fn lattice_target_group(mut self, target_group_arn: impl Into<String>) -> Self {
+        self.lattice = Some(LatticeWiring {
+            target_group_arn: target_group_arn.into(),
+            role_and_port: None,
+        });
+        self
+    }
+
+    /// Like [`EcsVersion::lattice_target_group`], with the role and port name given.
+    pub fn lattice(
+        mut self,
+        target_group_arn: impl Into<String>,
+        role_arn: impl Into<String>,
+        port_name: impl Into<String>,
+    ) -> Self {
+        self.lattice = Some(LatticeWiring {
+            target_group_arn: target_group_arn.into(),
+            role_and_port: Some((role_arn.into(), port_name.into())),
         });
         self
     }
