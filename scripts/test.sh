@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 
 say() { printf '\n==> %s\n' "$*"; }
 
+# Incremental build caches only help repeated local edits; a test run writes gigabytes
+# of them for nothing (the suite links dozens of test binaries with the AWS SDKs).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 # Debian packages the tests use, as "command:package".
 APT_NEEDS=(prometheus:prometheus wrk:wrk tmux:tmux)
 # The AWS emulator the AWS adapter tests start (see meshkit-testing's MotoServer).

@@ -308,9 +308,18 @@ impl Runner {
             "rollback",
             vec![KeyValue::new("reason", reason.to_string())],
         );
-        let target = self
-            .split(Percent::ZERO)
-            .map_err(|e| RolloutError::Config(e.into()))?;
+        // All on stable. A new version the route never had is not added to it (at 0):
+        // a route with no room for it can still be rolled back, with nothing written.
+        let target = if writer.known().get(&self.cfg.candidate).is_none() {
+            Weights::relative(
+                [(self.cfg.stable.as_str(), 1)]
+                    .into_iter()
+                    .chain(self.zeros.iter().map(|z| (z.as_str(), 0))),
+            )
+        } else {
+            self.split(Percent::ZERO)
+        }
+        .map_err(|e| RolloutError::Config(e.into()))?;
         let token = self.token("rollback");
         let budget = Budget {
             max_attempts: None,
@@ -319,7 +328,9 @@ impl Runner {
         match writer.apply(&target, &token, budget, &self.emit).await {
             Ok(applied) => {
                 self.emit_applied(&applied);
-                let said = if applied.wrote {
+                // The data plane is waited for only when the new version's fleet would
+                // be retired on its word: the traffic is back on stable at the write.
+                let said = if applied.wrote && self.cfg.fleet.is_some() {
                     writer.converge(&target).await
                 } else {
                     Convergence::Unknown

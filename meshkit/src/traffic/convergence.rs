@@ -86,7 +86,7 @@ impl Default for Judge {
 /// to tell the two apart: until the tolerance of some target is at most half its step
 /// (`|p_new - p_old| / 2`), the answer is [`Convergence::TooFewRequests`], never
 /// "applied" (a 0% → 0.5% step needs about 12,700 requests at `z` = 4; a 10% → 50%
-/// step, 20). The floor never exceeds half the step, so a small step is not swallowed
+/// step, 100). The floor never exceeds half the step, so a small step is not swallowed
 /// by it. Settings that are not numbers, or negative, count as their defaults.
 ///
 /// ```
@@ -120,12 +120,6 @@ pub fn judge(
     };
     let min_requests = judge.min_requests.max(1);
     let n: u64 = counts.iter().map(|(_, c)| *c).sum();
-    if n < min_requests {
-        return Convergence::TooFewRequests {
-            seen: n,
-            needed: min_requests,
-        };
-    }
     let count = |t: &str| {
         counts
             .iter()
@@ -133,7 +127,7 @@ pub fn judge(
             .map(|(_, c)| *c)
             .sum::<u64>()
     };
-    let nf = n as f64;
+    let nf = n.max(1) as f64;
     let mut names: Vec<&str> = target.iter().map(|(t, _)| t).collect();
     let extra = counts
         .iter()
@@ -155,29 +149,36 @@ pub fn judge(
         floor_points / 100.0
     };
     let tolerance = |t: &str| floor.max(sigma(share(target, t)));
+    // Telling the step from the split before takes z² p(1-p) / (step/2)² requests for
+    // the target that shows it best.
+    let to_tell = names
+        .iter()
+        .filter(|t| step(t) > 0.0)
+        .map(|t| {
+            let p = share(target, t);
+            let half = step(t) / 2.0;
+            (z * z * p * (1.0 - p) / (half * half)).ceil()
+        })
+        .fold(f64::INFINITY, f64::min);
+    let to_tell = if to_tell.is_finite() {
+        to_tell as u64
+    } else {
+        0
+    };
+    if n < min_requests {
+        return Convergence::TooFewRequests {
+            seen: n,
+            needed: min_requests.max(to_tell),
+        };
+    }
     if largest > 0.0
         && !names
             .iter()
             .any(|t| step(t) > 0.0 && tolerance(t) <= step(t) / 2.0)
     {
-        // The target with the largest step needs z² p(1-p) / (step/2)² requests.
-        let needed = names
-            .iter()
-            .filter(|t| step(t) > 0.0)
-            .map(|t| {
-                let p = share(target, t);
-                let half = step(t) / 2.0;
-                (z * z * p * (1.0 - p) / (half * half)).ceil()
-            })
-            .fold(f64::INFINITY, f64::min);
-        let needed = if needed.is_finite() {
-            needed as u64
-        } else {
-            u64::MAX
-        };
         return Convergence::TooFewRequests {
             seen: n,
-            needed: needed.max(min_requests).max(n + 1),
+            needed: to_tell.max(min_requests).max(n + 1),
         };
     }
     let mut off = Vec::new();

@@ -7,7 +7,7 @@ use crate::error::BoxError;
 #[non_exhaustive]
 pub enum TrafficError {
     /// The route (or its mesh, router or a target) does not exist.
-    #[error("route not found: {what}")]
+    #[error("not found: {what}")]
     NotFound {
         /// What was missing.
         what: String,

@@ -162,6 +162,25 @@ impl Command {
     }
 }
 
+/// Says why the command stops, on stderr, and with `--json` as the last line on
+/// stdout too (`{"outcome": "invalid" | "error", "exit": code, "detail": ...}`);
+/// returns `code`.
+pub(crate) fn failed(cli: &Cli, code: u8, message: &str) -> u8 {
+    err!("meshkit: {message}");
+    if cli.json {
+        let outcome = if code == exit::INVALID {
+            "invalid"
+        } else {
+            "error"
+        };
+        out!(
+            "{}",
+            serde_json::json!({"outcome": outcome, "exit": code, "detail": message})
+        );
+    }
+    code
+}
+
 /// Runs the command; returns the exit code.
 pub async fn run(cli: Cli) -> u8 {
     let path = cli.command.spec().to_owned();
@@ -169,17 +188,10 @@ pub async fn run(cli: Cli) -> u8 {
     let loaded = match load::load(&cli, &path, needs_route).await {
         Ok(l) => l,
         Err(load::Loading::Invalid(e)) => {
-            err!("meshkit: invalid spec {path}: {e}");
-            return exit::INVALID;
+            return failed(&cli, exit::INVALID, &format!("invalid spec {path}: {e}"));
         }
-        Err(load::Loading::Environment(e)) => {
-            err!("meshkit: {e}");
-            return exit::INVALID;
-        }
-        Err(load::Loading::Failed(e)) => {
-            err!("meshkit: {e}");
-            return exit::FAILED;
-        }
+        Err(load::Loading::Environment(e)) => return failed(&cli, exit::INVALID, &e),
+        Err(load::Loading::Failed(e)) => return failed(&cli, exit::FAILED, &e),
         Err(load::Loading::Done(said)) => {
             out!("{said}");
             return exit::OK;

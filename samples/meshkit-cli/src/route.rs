@@ -65,10 +65,27 @@ async fn open(cli: &Cli, loaded: &Loaded) -> Result<Opened, u8> {
 
 /// Prints the route's weights and revision.
 pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
-    let (router, rr) = match open(cli, loaded).await {
-        Ok(o) => (o.router, o.route),
-        Err(code) => return code,
-    };
+    // A load balancer's status reads the route alone: its target groups need not
+    // resolve (one may have been deleted since).
+    let (router, rr): (Arc<dyn TrafficRouter>, RouteRef) =
+        if matches!(loaded.spec.route.backend, Backend::Alb | Backend::Nlb) {
+            let sdk = match aws_env::sdk(cli).await {
+                Ok(sdk) => sdk,
+                Err(e) => {
+                    err!("meshkit: {e}");
+                    return exit::INVALID;
+                }
+            };
+            let Ok(rr) = RouteRef::new(build::route_name(&loaded.spec)) else {
+                return exit::INVALID;
+            };
+            (Arc::new(crate::elb::router(&loaded.spec, &sdk)), rr)
+        } else {
+            match open(cli, loaded).await {
+                Ok(o) => (o.router, o.route),
+                Err(code) => return code,
+            }
+        };
     match router.read(&rr).await {
         Ok(now) => {
             if cli.json {
@@ -91,10 +108,7 @@ pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
             }
             exit::OK
         }
-        Err(e) => {
-            err!("meshkit: {e}");
-            exit::FAILED
-        }
+        Err(e) => crate::failed(cli, exit::FAILED, &e.to_string()),
     }
 }
 

@@ -43,8 +43,7 @@ pub(crate) async fn run(cli: &Cli, loaded: &Loaded, adopt: bool) -> u8 {
             match crate::elb::connect(spec, sdk, true).await {
                 Ok(elb) => (Some(elb.router), Some((elb.spec, elb.groups))),
                 Err(e) => {
-                    err!("meshkit: cannot start: {e}");
-                    return exit::FAILED;
+                    return crate::failed(cli, exit::FAILED, &format!("cannot start: {e}"));
                 }
             }
         }
@@ -66,8 +65,7 @@ pub(crate) async fn run(cli: &Cli, loaded: &Loaded, adopt: bool) -> u8 {
                 return exit::INVALID;
             };
             if let Err(e) = router.preflight(&route, stable, new, resume).await {
-                err!("meshkit: cannot start: {e}");
-                return exit::FAILED;
+                return crate::failed(cli, exit::FAILED, &format!("cannot start: {e}"));
             }
             Arc::new(router)
         }

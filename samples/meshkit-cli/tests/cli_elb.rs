@@ -370,7 +370,8 @@ failure_threshold = 1
         stdout.contains("1 of 1 targets healthy in web-v2 (need 2"),
         "{stdout}"
     );
-    assert_eq!(status(moto.endpoint(), &dir, &spec), "web-v1=100 web-v2=0");
+    // Rolled back before any traffic: web-v2 was never put on the listener.
+    assert_eq!(status(moto.endpoint(), &dir, &spec), "web-v1=100");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

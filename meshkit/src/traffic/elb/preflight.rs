@@ -55,6 +55,19 @@ pub enum ElbPreflightError {
     /// Both versions are the same target group.
     #[error("the stable and new versions are the same target group {0}")]
     SameGroup(String),
+    /// The route already forwards to as many target groups as it may, and the new
+    /// version's is not among them.
+    #[error(
+        "route {route} already forwards to {count} target groups, the most a load balancer allows, and {name} is not one of them; take a group at weight 0 off the route first"
+    )]
+    NoRoom {
+        /// The route.
+        route: String,
+        /// The groups on it.
+        count: usize,
+        /// The new version's group.
+        name: String,
+    },
     /// With traffic confirmation on, a version's target group also takes traffic from
     /// another rule (or the listener's default action): its request count would not
     /// be this route's alone, and the split could not be judged.
@@ -102,6 +115,14 @@ impl ElbRouter {
         let candidate = group(candidate).await?;
         if stable.arn == candidate.arn {
             return Err(ElbPreflightError::SameGroup(stable.name));
+        }
+        let count = observed.weights.len();
+        if observed.weights.get(&candidate.name).is_none() && count >= super::MAX_TARGET_GROUPS {
+            return Err(ElbPreflightError::NoRoom {
+                route: route.to_string(),
+                count,
+                name: candidate.name,
+            });
         }
         if self.metrics.is_some() {
             self.not_shared(&parsed, &[&stable, &candidate]).await?;

@@ -56,6 +56,19 @@ pub enum LatticePreflightError {
     /// Both versions are the same target group.
     #[error("the stable and new versions are the same target group {0}")]
     SameGroup(String),
+    /// The route already forwards to as many target groups as it may, and the new
+    /// version's is not among them.
+    #[error(
+        "route {route} already forwards to {count} target groups, the most VPC Lattice allows, and {name} is not one of them; take a group at weight 0 off the route first"
+    )]
+    NoRoom {
+        /// The route.
+        route: String,
+        /// The groups on it.
+        count: usize,
+        /// The new version's group.
+        name: String,
+    },
 }
 
 impl LatticeRouter {
@@ -92,6 +105,14 @@ impl LatticeRouter {
             .ok_or_else(|| LatticePreflightError::SameGroup(String::new()))?;
         if stable.id == candidate.id {
             return Err(LatticePreflightError::SameGroup(stable.name));
+        }
+        let count = observed.weights.len();
+        if observed.weights.get(&candidate.name).is_none() && count >= super::MAX_LATTICE_GROUPS {
+            return Err(LatticePreflightError::NoRoom {
+                route: route.to_string(),
+                count,
+                name: candidate.name,
+            });
         }
         let mut counts = Vec::with_capacity(2);
         for g in [&stable, &candidate] {
