@@ -50,6 +50,21 @@ pub fn route_name(spec: &Spec) -> String {
             .clone()
             .or_else(|| r.listener.clone())
             .unwrap_or_default(),
+        Backend::Lattice => match (&r.rule, &r.listener) {
+            (Some(rule), _) if rule.starts_with("arn:") => rule.clone(),
+            (None, Some(listener)) if listener.starts_with("arn:") => listener.clone(),
+            (rule, listener) => {
+                let mut name = format!(
+                    "{}/{}",
+                    r.service.as_deref().unwrap_or_default(),
+                    listener.as_deref().unwrap_or_default()
+                );
+                if let Some(rule) = rule {
+                    name = format!("{name}/{rule}");
+                }
+                name
+            }
+        },
         Backend::Appmesh => appmesh_route(spec).map_or_else(String::new, |r| r.to_string()),
         Backend::Local => "local".to_string(),
     }
@@ -60,7 +75,7 @@ pub fn route_name(spec: &Spec) -> String {
 pub fn resolution(spec: &Spec) -> Percent {
     match spec.route.backend {
         Backend::Appmesh => Percent::ONE,
-        Backend::Alb | Backend::Nlb | Backend::Local => Percent::TENTH,
+        Backend::Alb | Backend::Nlb | Backend::Lattice | Backend::Local => Percent::TENTH,
     }
 }
 
@@ -308,6 +323,10 @@ pub fn checks(
                     })));
                     continue;
                 };
+                if spec.route.backend == Backend::Lattice {
+                    out.push(lattice_check(c, sdk, groups, group).map_err(cfg)?);
+                    continue;
+                }
                 if c.kind == CheckKind::TargetHealth {
                     let mut h =
                         TargetGroupHealth::builder(meshkit::sdk::elbv2::Client::new(sdk), group);
@@ -360,6 +379,51 @@ pub fn checks(
         }
     }
     Ok(out)
+}
+
+/// A target check on VPC Lattice: `ListTargets` health, or the group's
+/// `AWS/VpcLattice` 5xx count or p99 request time (milliseconds).
+fn lattice_check(
+    c: &crate::spec::CheckSpec,
+    sdk: &SdkConfig,
+    groups: &Groups,
+    group: String,
+) -> Result<Box<dyn HealthCheck>, ConfigError> {
+    let client = meshkit::sdk::cloudwatch::Client::new(sdk);
+    let window = c.window.as_ref().map(|d| d.value).unwrap_or_default();
+    let id = groups.get(&group).cloned().unwrap_or_else(|| group.clone());
+    Ok(match c.kind {
+        CheckKind::TargetHealth => {
+            let mut h = meshkit::health::LatticeTargetHealth::builder(
+                meshkit::sdk::vpclattice::Client::new(sdk),
+                group,
+            );
+            if let Some(share) = c.min_healthy {
+                h = h.min_healthy_percent(share * 100.0);
+            }
+            if let Some(n) = c.min_instances {
+                h = h.min_healthy(n);
+            }
+            Box::new(h.build()?)
+        }
+        CheckKind::Target5xx => Box::new(
+            CloudWatchMetric::lattice_5xx(client, id)
+                .max(c.max.unwrap_or_default())
+                .window(window)
+                .name(format!("target 5xx of {group}"))
+                .build()?,
+        ),
+        _ => {
+            let max = c.max_latency.as_ref().map(|d| d.value).unwrap_or_default();
+            Box::new(
+                CloudWatchMetric::lattice_request_time(client, id)
+                    .max(max.as_secs_f64() * 1000.0)
+                    .window(window)
+                    .name(format!("target p99 request time of {group}"))
+                    .build()?,
+            )
+        }
+    })
 }
 
 /// A check kind in words.

@@ -159,6 +159,7 @@ pub fn to_spec(d: &DeployJson, service: Option<&str>, stable: &str) -> Result<Sp
             listen: None,
             stable_addr: None,
             new_addr: None,
+            service: None,
             listener: None,
             rule: None,
             settle_delay: None,

@@ -116,13 +116,14 @@ pub(crate) fn settle(spec: &Spec) -> String {
             ToString::to_string,
         );
         return format!(
-            "each write is confirmed from CloudWatch RequestCount per target group, newest minutes first ({} requests at least, and enough to tell the step from the split before it: about 12,700 for a 0% -> 0.5% step, 100 for 10% -> 50%), within {within} plus the 10 s settle timeout; unconfirmed, the step rolls back",
+            "each write is confirmed from CloudWatch request counts per target group (ALB RequestCount, Lattice TotalRequestCount), newest minutes first ({} requests at least, and enough to tell the step from the split before it: about 12,700 for a 0% -> 0.5% step, 100 for 10% -> 50%), within {within} plus the 10 s settle timeout; unconfirmed, the step rolls back",
             r.min_requests.unwrap_or(Judge::default().min_requests)
         );
     }
     let delay = r.settle_delay.as_ref().map_or_else(
         || match r.backend {
             crate::spec::Backend::Nlb => meshkit::traffic::elb::NLB_SETTLE_DELAY,
+            crate::spec::Backend::Lattice => meshkit::traffic::lattice::LATTICE_SETTLE_DELAY,
             _ => meshkit::traffic::elb::ALB_SETTLE_DELAY,
         },
         |d| d.value,

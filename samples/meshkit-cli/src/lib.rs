@@ -43,6 +43,7 @@ pub mod spec;
 
 mod aws_env;
 mod elb;
+mod lattice;
 mod load;
 mod plan;
 mod route;

@@ -94,6 +94,7 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
     let calls = match spec.route.backend {
         Backend::Appmesh => Some(Calls::appmesh(loaded)),
         Backend::Alb | Backend::Nlb => Some(Calls::elb(spec.route.confirm_traffic == Some(true))),
+        Backend::Lattice => Some(Calls::elb(false)),
         Backend::Local => None,
     };
     let check_calls = check_calls(spec);
@@ -135,16 +136,32 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
         policy.failure_threshold()
     );
     out!("calls:");
-    let elb = matches!(spec.route.backend, Backend::Alb | Backend::Nlb);
+    let elb = matches!(
+        spec.route.backend,
+        Backend::Alb | Backend::Nlb | Backend::Lattice
+    );
+    let lattice = spec.route.backend == Backend::Lattice;
     match calls {
         Some(c) if elb => {
-            let (read, write) = if spec.route.rule.is_some() {
-                ("DescribeRules", "ModifyRule")
+            let (read, write) = match (lattice, spec.route.rule.is_some()) {
+                (true, true) => ("GetRule", "UpdateRule"),
+                (true, false) => ("GetListener", "UpdateListener"),
+                (false, true) => ("DescribeRules", "ModifyRule"),
+                (false, false) => ("DescribeListeners", "ModifyListener"),
+            };
+            let (groups, health) = if lattice {
+                (
+                    "GetTargetGroup for each group on the route, ListTargetGroups",
+                    "ListTargets",
+                )
             } else {
-                ("DescribeListeners", "ModifyListener")
+                (
+                    "DescribeTargetGroups for the groups on the route, DescribeTargetGroups",
+                    "DescribeTargetHealth",
+                )
             };
             out!(
-                "  before the first write: {} (preflight: {read}, DescribeTargetGroups for the groups on the route, DescribeTargetGroups {new} (none when it is on the route already){}, DescribeTargetHealth {stable}, DescribeTargetHealth {new}; then {read})",
+                "  before the first write: {} (preflight: {read}, {groups} {new} (none when it is on the route already){}, {health} {stable}, {health} {new}; then {read})",
                 c.before_first_write,
                 if spec.route.confirm_traffic == Some(true) {
                     ", DescribeRules of the listener (no other rule may share the groups)"
@@ -204,10 +221,11 @@ fn check_calls(spec: &Spec) -> Vec<String> {
         .iter()
         .any(|c| c.kind == CheckKind::TargetHealth)
     {
-        calls.push(
-            "each check round: DescribeTargetHealth (per target-health check; DescribeTargetGroups once for a name)"
-                .to_string(),
-        );
+        calls.push(if spec.route.backend == Backend::Lattice {
+            "each check round: ListTargets (per target-health check; ListTargetGroups once for a name)".to_string()
+        } else {
+            "each check round: DescribeTargetHealth (per target-health check; DescribeTargetGroups once for a name)".to_string()
+        });
     }
     if spec.checks.iter().any(|c| {
         matches!(

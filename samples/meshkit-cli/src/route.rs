@@ -5,6 +5,7 @@ use std::sync::Arc;
 use meshkit::rollout::SetWeights;
 use meshkit::traffic::appmesh::AppMeshRouter;
 use meshkit::traffic::elb::ElbRouter;
+use meshkit::traffic::lattice::LatticeRouter;
 use meshkit::traffic::{Percent, RouteRef, TrafficRouter, Weights, client_token};
 use serde_json::json;
 
@@ -20,6 +21,30 @@ struct Opened {
     spec: Spec,
     /// Load balancers: the router again, to ask a target group's health.
     elb: Option<Arc<ElbRouter>>,
+    /// VPC Lattice: the same.
+    lattice: Option<Arc<LatticeRouter>>,
+}
+
+impl Opened {
+    /// `Some(healthy targets)` of target group `name` on a load balancer or Lattice
+    /// route; `None` elsewhere.
+    async fn healthy(&self, name: &str) -> Option<Result<usize, String>> {
+        if let Some(elb) = &self.elb {
+            let count = match elb.target_group(name).await {
+                Ok(g) => elb.targets(&g).await.map(|(_, h)| h),
+                Err(e) => Err(e),
+            };
+            return Some(count.map_err(|e| e.to_string()));
+        }
+        if let Some(lattice) = &self.lattice {
+            let count = match lattice.target_group(name).await {
+                Ok(g) => lattice.targets(&g).await.map(|(_, h)| h),
+                Err(e) => Err(e),
+            };
+            return Some(count.map_err(|e| e.to_string()));
+        }
+        None
+    }
 }
 
 /// The router and route of an App Mesh or load balancer spec, and the spec with its
@@ -33,6 +58,22 @@ async fn open(cli: &Cli, loaded: &Loaded) -> Result<Opened, u8> {
         err!("meshkit: {e}");
         exit::INVALID
     })?;
+    if loaded.spec.route.backend == Backend::Lattice {
+        let l = crate::lattice::connect(&loaded.spec, &sdk, false)
+            .await
+            .map_err(|e| {
+                err!("meshkit: {e}");
+                exit::FAILED
+            })?;
+        let router = Arc::new(l.router);
+        return Ok(Opened {
+            router: router.clone(),
+            route: l.route,
+            spec: l.spec,
+            elb: None,
+            lattice: Some(router),
+        });
+    }
     if loaded.spec.route.backend != Backend::Appmesh {
         let elb = crate::elb::connect(&loaded.spec, &sdk, false)
             .await
@@ -46,6 +87,7 @@ async fn open(cli: &Cli, loaded: &Loaded) -> Result<Opened, u8> {
             route: elb.route,
             spec: elb.spec,
             elb: Some(router),
+            lattice: None,
         });
     }
     let Some(route) = build::appmesh_route(&loaded.spec) else {
@@ -60,6 +102,7 @@ async fn open(cli: &Cli, loaded: &Loaded) -> Result<Opened, u8> {
         route: rr,
         spec: loaded.spec.clone(),
         elb: None,
+        lattice: None,
     })
 }
 
@@ -67,25 +110,32 @@ async fn open(cli: &Cli, loaded: &Loaded) -> Result<Opened, u8> {
 pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
     // A load balancer's status reads the route alone: its target groups need not
     // resolve (one may have been deleted since).
-    let (router, rr): (Arc<dyn TrafficRouter>, RouteRef) =
-        if matches!(loaded.spec.route.backend, Backend::Alb | Backend::Nlb) {
-            let sdk = match aws_env::sdk(cli).await {
-                Ok(sdk) => sdk,
-                Err(e) => {
-                    err!("meshkit: {e}");
-                    return exit::INVALID;
-                }
-            };
-            let Ok(rr) = RouteRef::new(build::route_name(&loaded.spec)) else {
+    let (router, rr): (Arc<dyn TrafficRouter>, RouteRef) = if matches!(
+        loaded.spec.route.backend,
+        Backend::Alb | Backend::Nlb | Backend::Lattice
+    ) {
+        let sdk = match aws_env::sdk(cli).await {
+            Ok(sdk) => sdk,
+            Err(e) => {
+                err!("meshkit: {e}");
                 return exit::INVALID;
-            };
-            (Arc::new(crate::elb::router(&loaded.spec, &sdk)), rr)
-        } else {
-            match open(cli, loaded).await {
-                Ok(o) => (o.router, o.route),
-                Err(code) => return code,
             }
         };
+        let Ok(rr) = RouteRef::new(build::route_name(&loaded.spec)) else {
+            return exit::INVALID;
+        };
+        let router: Arc<dyn TrafficRouter> = if loaded.spec.route.backend == Backend::Lattice {
+            Arc::new(crate::lattice::router(&loaded.spec, &sdk))
+        } else {
+            Arc::new(crate::elb::router(&loaded.spec, &sdk))
+        };
+        (router, rr)
+    } else {
+        match open(cli, loaded).await {
+            Ok(o) => (o.router, o.route),
+            Err(code) => return code,
+        }
+    };
     match router.read(&rr).await {
         Ok(now) => {
             if cli.json {
@@ -116,15 +166,15 @@ pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
 /// runner's guarantees: retried, read back, and refused if the route changes between
 /// the read this command shows and the write.
 pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8, force: bool) -> u8 {
-    let Opened {
-        router,
-        route: rr,
-        spec,
-        elb,
-    } = match open(cli, loaded).await {
+    let opened = match open(cli, loaded).await {
         Ok(o) => o,
         Err(code) => return code,
     };
+    let (router, rr, spec) = (
+        opened.router.clone(),
+        opened.route.clone(),
+        opened.spec.clone(),
+    );
     let (stable, new) = build::versions(&spec);
     let before = match router.read(&rr).await {
         Ok(b) => b,
@@ -173,27 +223,21 @@ pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8, force: bool
     // On a load balancer, all traffic goes to a target group only when it has a
     // healthy target (after a promotion the stable version's service may be retired).
     let to = if new_percent == 100 { new } else { stable };
-    if let (Some(elb), false) = (&elb, force) {
-        match elb.target_group(to).await {
-            Ok(group) => match elb.targets(&group).await {
-                Ok((_, 0)) => {
-                    err!(
-                        "meshkit: target group {to} has no healthy target: all traffic sent there would fail; nothing written (--force writes anyway)"
-                    );
-                    return exit::FAILED;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    err!(
-                        "meshkit: cannot read the health of {to}: {e}; nothing written (--force writes anyway)"
-                    );
-                    return exit::FAILED;
-                }
-            },
-            Err(e) => {
-                err!("meshkit: {e}; nothing written");
+    if !force {
+        match opened.healthy(to).await {
+            Some(Ok(0)) => {
+                err!(
+                    "meshkit: target group {to} has no healthy target: all traffic sent there would fail; nothing written (--force writes anyway)"
+                );
                 return exit::FAILED;
             }
+            Some(Err(e)) => {
+                err!(
+                    "meshkit: cannot read the health of {to}: {e}; nothing written (--force writes anyway)"
+                );
+                return exit::FAILED;
+            }
+            Some(Ok(_)) | None => {}
         }
     }
     let stamp = std::time::SystemTime::now()

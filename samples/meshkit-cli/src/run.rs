@@ -37,24 +37,32 @@ pub(crate) async fn run(cli: &Cli, loaded: &Loaded, adopt: bool) -> u8 {
     } else {
         None
     };
-    // A load balancer route: preflight, and the versions' target groups by name.
-    let (mut elb_router, resolved) = match (spec.route.backend, &sdk) {
-        (Backend::Alb | Backend::Nlb, Some(sdk)) => {
-            match crate::elb::connect(spec, sdk, true).await {
-                Ok(elb) => (Some(elb.router), Some((elb.spec, elb.groups))),
+    // A load balancer or Lattice route: preflight, and the versions' target groups by
+    // name.
+    let (mut elb_router, resolved): (Option<Arc<dyn TrafficRouter>>, _) =
+        match (spec.route.backend, &sdk) {
+            (Backend::Alb | Backend::Nlb, Some(sdk)) => {
+                match crate::elb::connect(spec, sdk, true).await {
+                    Ok(elb) => (Some(Arc::new(elb.router)), Some((elb.spec, elb.groups))),
+                    Err(e) => {
+                        return crate::failed(cli, exit::FAILED, &format!("cannot start: {e}"));
+                    }
+                }
+            }
+            (Backend::Lattice, Some(sdk)) => match crate::lattice::connect(spec, sdk, true).await {
+                Ok(l) => (Some(Arc::new(l.router)), Some((l.spec, l.groups))),
                 Err(e) => {
                     return crate::failed(cli, exit::FAILED, &format!("cannot start: {e}"));
                 }
-            }
-        }
-        _ => (None, None),
-    };
+            },
+            _ => (None, None),
+        };
     let spec = resolved.as_ref().map_or(spec, |r| &r.0);
     let groups = resolved.as_ref().map(|r| r.1.clone()).unwrap_or_default();
     let (stable, new) = build::versions(spec);
     let mut local_mesh = None;
     let router: Arc<dyn TrafficRouter> = match (spec.route.backend, elb_router.take()) {
-        (Backend::Alb | Backend::Nlb, Some(router)) => Arc::new(router),
+        (Backend::Alb | Backend::Nlb | Backend::Lattice, Some(router)) => router,
         (Backend::Appmesh, _) => {
             let Some(sdk) = &sdk else {
                 return exit::INVALID;

@@ -32,6 +32,8 @@ pub enum Backend {
     Alb,
     /// A Network Load Balancer listener's default action.
     Nlb,
+    /// A VPC Lattice service listener's default action or listener rule.
+    Lattice,
     /// The local embedded mesh, started by `meshkit run` for the run.
     Local,
 }
@@ -61,7 +63,10 @@ pub struct RouteSpec {
     pub stable_addr: Option<String>,
     /// Local: the new version's upstream address.
     pub new_addr: Option<String>,
-    /// ALB/NLB: the listener ARN (its default action is shifted).
+    /// VPC Lattice: the service id (`svc-…`), with `listener` (and `rule`) as ids.
+    pub service: Option<String>,
+    /// ALB/NLB: the listener ARN (its default action is shifted); VPC Lattice: the
+    /// listener id or ARN.
     pub listener: Option<String>,
     /// ALB: the listener-rule ARN (its forward action is shifted).
     pub rule: Option<String>,
@@ -224,6 +229,7 @@ impl Spec {
             ("listen", r.listen.is_some()),
             ("stable_addr", r.stable_addr.is_some()),
             ("new_addr", r.new_addr.is_some()),
+            ("service", r.service.is_some()),
             ("listener", r.listener.is_some()),
             ("rule", r.rule.is_some()),
             ("settle_delay", r.settle_delay.is_some()),
@@ -252,9 +258,22 @@ impl Spec {
                 ],
             ),
             Backend::Nlb => (&["listener"], &["listener", "settle_delay"]),
+            Backend::Lattice => (
+                &[],
+                &[
+                    "service",
+                    "listener",
+                    "rule",
+                    "settle_delay",
+                    "confirm_traffic",
+                    "min_requests",
+                    "confirm_within",
+                ],
+            ),
         };
         split_fields("route", &spelled(r.backend), &all, need, allowed)?;
         self.check_elb_route()?;
+        self.check_lattice_route()?;
         let names = [
             ("stable", Some(&r.stable)),
             ("new", Some(&r.new)),
@@ -344,11 +363,13 @@ impl Spec {
             )?;
             let elb = matches!(self.route.backend, Backend::Alb | Backend::Nlb);
             let needs = match c.kind {
-                CheckKind::TargetHealth if !elb => Some("an alb or nlb route"),
+                CheckKind::TargetHealth if !elb && self.route.backend != Backend::Lattice => {
+                    Some("an alb, nlb or lattice route")
+                }
                 CheckKind::Target5xx | CheckKind::TargetLatency
-                    if self.route.backend != Backend::Alb =>
+                    if !matches!(self.route.backend, Backend::Alb | Backend::Lattice) =>
                 {
-                    Some("an alb route (they read Application Load Balancer metrics)")
+                    Some("an alb or lattice route (an NLB publishes no such metrics)")
                 }
                 _ => None,
             };
@@ -431,6 +452,66 @@ impl Spec {
         if parsed.load_balancer_type() != wanted {
             return Err(bad(field, format!("{arn} is {other}")));
         }
+        let confirming = r.confirm_traffic == Some(true);
+        for (name, set) in [
+            ("min_requests", r.min_requests.is_some()),
+            ("confirm_within", r.confirm_within.is_some()),
+        ] {
+            if set && !confirming {
+                return Err(bad(name, "only used with confirm_traffic = true".into()));
+            }
+        }
+        if confirming && r.settle_delay.is_some() {
+            return Err(bad(
+                "settle_delay",
+                "not used with confirm_traffic = true: the request counts decide when a step is applied (confirm_within bounds the wait)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Spec {
+    /// VPC Lattice: `service` + `listener` (+ `rule`) ids, or a listener or rule ARN.
+    fn check_lattice_route(&self) -> Result<(), SpecError> {
+        let r = &self.route;
+        if r.backend != Backend::Lattice {
+            return Ok(());
+        }
+        let bad = |field: &str, message: String| SpecError {
+            field: Some(format!("route.{field}")),
+            at: None,
+            message,
+        };
+        if r.listener.is_none() && r.rule.is_none() {
+            return Err(bad(
+                "listener",
+                "missing: lattice needs service and listener ids, or a listener or rule ARN".into(),
+            ));
+        }
+        let arn = r
+            .rule
+            .as_deref()
+            .or(r.listener.as_deref())
+            .is_some_and(|v| v.starts_with("arn:"));
+        if arn && r.service.is_some() {
+            return Err(bad(
+                "service",
+                "not used with an ARN, which names the service".into(),
+            ));
+        }
+        if !arn && r.service.is_none() {
+            return Err(bad(
+                "service",
+                "missing: lattice ids need the service id (svc-…)".into(),
+            ));
+        }
+        let name = crate::build::route_name(self);
+        let field = if r.rule.is_some() { "rule" } else { "listener" };
+        meshkit::traffic::lattice::LatticeRoute::parse(&name).map_err(|e| match e {
+            meshkit::TrafficError::BadRequest { message, .. } => bad(field, message),
+            other => bad(field, other.to_string()),
+        })?;
         let confirming = r.confirm_traffic == Some(true);
         for (name, set) in [
             ("min_requests", r.min_requests.is_some()),

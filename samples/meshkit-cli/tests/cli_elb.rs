@@ -97,7 +97,7 @@ fn the_example_plans_with_the_gopher_tables_unchanged() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("DescribeRules, ModifyRule"), "{stdout}");
     assert!(
-        stdout.contains("confirmed from CloudWatch RequestCount per target group"),
+        stdout.contains("confirmed from CloudWatch request counts per target group"),
         "{stdout}"
     );
     // gopher.toml's strategy, checks and policy tables, verbatim, behind the ALB route.
