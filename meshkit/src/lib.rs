@@ -9,19 +9,22 @@
 //! weights actually in force.
 //!
 //! The pieces are traits, so backends and checks plug in:
-//! [`traffic::TrafficRouter`] (App Mesh, the local embedded mesh, or your own),
+//! [`traffic::TrafficRouter`] (ALB and NLB, VPC Lattice, App Mesh, the local embedded
+//! mesh, or your own),
 //! [`health::HealthCheck`] (HTTP probe, metrics, Cloud Map, or an async closure),
 //! [`fleet::Fleet`] (bring versions up and retire them).
 //!
 //! ## Backends
 //!
-//! | feature (default on unless said) | what |
+//! | feature (default on) | what |
 //! |---|---|
+//! | `elbv2` | `traffic::elb::ElbRouter`: ALB and NLB listeners and rules; `health::TargetGroupHealth`; turns on `cloudwatch` |
+//! | `vpclattice` | `traffic::lattice::LatticeRouter`: VPC Lattice listeners and rules; `health::LatticeTargetHealth`; turns on `cloudwatch` |
 //! | `local` | `traffic::local::LocalMesh`: an embedded mesh with a real HTTP data plane on loopback |
 //! | `appmesh` | `traffic::appmesh::AppMeshRouter`, plus helpers to create the new virtual node and check the mesh before any write |
-//! | `ecs` | `fleet::ecs::EcsFleet`: each version as its own ECS service |
+//! | `ecs` | `fleet::ecs::EcsFleet`: each version as its own ECS service, behind a load balancer or as Lattice targets |
 //! | `cloudmap` | `health::CloudMapHealth`: the share of healthy Cloud Map instances |
-//! | `cloudwatch` (off by default) | `health::CloudWatchMetric`: a CloudWatch metric summed over a window, e.g. the canary pipeline's 5xx count |
+//! | `cloudwatch` | `health::CloudWatchMetric` (a metric over a window: the canary pipeline's 5xx count, a target group's 5xx or p99) and `traffic::TrafficMetrics` (confirming a split from request counts) |
 //! | `prometheus`, `http-check` | the Prometheus query and HTTP probe checks |
 //!
 //! The AWS adapters take SDK clients you build (see [`sdk`]); meshkit never reads
