@@ -156,7 +156,7 @@ fn invalid_load_balancer_specs_name_the_field() {
                     &format!("listener = \"{}\"", listener.replace("/app/", "/net/")),
                 )
                 .replace("\nconfirm_traffic = true", ""),
-            "checks[2].kind: target-5xx needs an alb route",
+            "checks[2].kind: target-5xx needs an alb or lattice route",
         ),
         (
             "tenth.toml",
