@@ -82,7 +82,8 @@ pub struct SetReport {
     /// False when the target was already in force and nothing was written.
     pub written: bool,
     /// What the data plane said after the write (waited for up to the router's settle
-    /// time plus the settle timeout): `Unknown` when the backend cannot tell or nothing
+    /// time plus the settle timeout, within the deadline): `Unknown` when the backend
+    /// cannot tell or nothing
     /// was written. Anything not [`Convergence::settled`] means the load balancer was
     /// not seen applying the change.
     pub data_plane: Convergence,
@@ -129,7 +130,8 @@ impl SetWeights {
         self
     }
 
-    /// No new attempt starts after this. Default: 2 min; at most a day.
+    /// No new attempt starts after this, and the data plane is not waited for past it.
+    /// Default: 2 min; at most a day.
     pub fn deadline(mut self, d: Duration) -> Self {
         self.deadline = d;
         self
@@ -195,8 +197,10 @@ impl SetWeights {
         let emit = Emitter::new(None, Instant::now());
         match writer.apply(&self.target, &token, budget, &emit).await {
             Ok(applied) => {
+                // The data plane is asked until the router's settle time has passed,
+                // but never past this change's deadline.
                 let data_plane = if applied.wrote {
-                    writer.converge(&self.target).await
+                    writer.converge_by(&self.target, Some(budget.until)).await
                 } else {
                     Convergence::Unknown
                 };

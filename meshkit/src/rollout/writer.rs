@@ -383,8 +383,13 @@ impl Writer {
     /// (a rollback, a one-off change); a rollout step waits inside its bake instead,
     /// with the checks running.
     pub(crate) async fn converge(&self, target: &Weights) -> Convergence {
+        self.converge_by(target, None).await
+    }
+
+    /// [`Writer::converge`], giving up at `cap` when it comes sooner.
+    pub(crate) async fn converge_by(&self, target: &Weights, cap: Option<Instant>) -> Convergence {
         let (limit, max_pause) = self.converge_limits();
-        let until = Instant::now() + limit;
+        let until = cap.map_or(Instant::now() + limit, |c| c.min(Instant::now() + limit));
         let mut pause = Duration::from_millis(50);
         loop {
             let answer = self.converged_once(target).await;
