@@ -423,3 +423,22 @@ fn set_target_status(moto: &MotoServer, group: &str, id: &str, status: &str) {
         "{answer}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_traffic_confirmation_a_group_shared_with_the_listener_is_refused() {
+    let s = setup().await;
+    // The listener's default action forwards to web-v1 too: its TotalRequestCount is
+    // not the rule's alone.
+    let router = LatticeRouter::new(Client::new(&s.sdk)).confirm_with(TrafficMetrics::new(
+        meshkit::sdk::cloudwatch::Client::new(&s.sdk),
+    ));
+    let route = RouteRef::new(s.topo.rule_route()).unwrap();
+    let err = router.preflight(&route, V1, V2).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("web-v1 also takes traffic from the listener's default action"),
+        "{err}"
+    );
+    // Without metrics the same route is fine.
+    s.router().preflight(&route, V1, V2).await.unwrap();
+}

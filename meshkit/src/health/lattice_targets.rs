@@ -13,9 +13,10 @@ use crate::error::ConfigError;
 
 /// Healthy when at least `min_healthy` targets (default 1) of a Lattice target group
 /// are `HEALTHY` and they are at least `min_healthy_percent` (default 100) of the
-/// targets in service. No target registered is unhealthy; `DRAINING` targets are not
-/// counted; a group with only `UNUSED` targets (no service uses it yet) is
-/// inconclusive, as is one still `INITIAL`.
+/// targets in service. `UNAVAILABLE` (the group has no health checks, as for HTTP/2 or
+/// Lambda groups; Lattice still routes to it) counts as healthy. No target registered
+/// is unhealthy; `DRAINING` targets are not counted; a group with only `UNUSED` targets
+/// (no service uses it yet) is inconclusive, as is one still `INITIAL`.
 ///
 /// ```no_run
 /// # fn example(sdk: meshkit::sdk::SdkConfig) -> Result<(), meshkit::ConfigError> {
@@ -116,10 +117,7 @@ impl LatticeTargetHealth {
                 targets.len()
             ));
         }
-        let healthy = in_service
-            .iter()
-            .filter(|t| t.status() == Some(&TargetStatus::Healthy))
-            .count();
+        let healthy = in_service.iter().filter(|t| serving(t.status())).count();
         let percent = healthy as f64 * 100.0 / in_service.len() as f64;
         if healthy >= self.min_healthy && percent >= self.min_percent {
             return Verdict::Healthy;
@@ -138,7 +136,7 @@ impl LatticeTargetHealth {
         }
         let failing: Vec<String> = in_service
             .iter()
-            .filter(|t| t.status() != Some(&TargetStatus::Healthy))
+            .filter(|t| !serving(t.status()))
             .take(5)
             .map(|t| {
                 let status = t
@@ -156,6 +154,15 @@ impl LatticeTargetHealth {
             .collect();
         Verdict::unhealthy(format!("{summary}: {}", failing.join(", ")))
     }
+}
+
+/// A target Lattice sends traffic to and does not report failing: `HEALTHY`, or
+/// `UNAVAILABLE` (health checks are off for its group).
+pub(crate) fn serving(status: Option<&TargetStatus>) -> bool {
+    matches!(
+        status,
+        Some(TargetStatus::Healthy | TargetStatus::Unavailable)
+    )
 }
 
 impl LatticeTargetHealthBuilder {
@@ -266,6 +273,7 @@ mod tests {
             (1, vec![t("a", S::Healthy), t("b", S::Draining)], "healthy"),
             (2, vec![t("a", S::Healthy), t("b", S::Initial)], "inconclusive"),
             (1, vec![t("a", S::Unused)], "inconclusive"),
+            (1, vec![t("a", S::Unavailable)], "healthy"),
             (1, vec![], "unhealthy"),
         ];
         for (i, (min, targets, want)) in table.into_iter().enumerate() {

@@ -129,7 +129,7 @@ pub(crate) fn settle(spec: &Spec) -> String {
         |d| d.value,
     );
     if delay == Duration::ZERO {
-        "each write is trusted at once (settle_delay = 0): the load balancer's data plane is not waited for".into()
+        "each write is trusted at once (settle_delay = 0): the data plane is not waited for".into()
     } else {
         format!(
             "each write is followed by a {delay:?} settle delay (traffic is not measured; set confirm_traffic = true to measure it)"

@@ -88,7 +88,12 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
                    "bake_ms": s.bake().as_millis() as u64})
         })
         .collect();
-    let checks: Vec<String> = spec.checks.iter().map(|c| describe_check(c, new)).collect();
+    let lattice_metrics = spec.route.backend == Backend::Lattice;
+    let checks: Vec<String> = spec
+        .checks
+        .iter()
+        .map(|c| describe_check(c, new, lattice_metrics))
+        .collect();
     let policy = rollout.policy();
     let inconclusive = policy.inconclusive().to_string();
     let calls = match spec.route.backend {
@@ -244,7 +249,15 @@ fn check_calls(spec: &Spec) -> Vec<String> {
     calls
 }
 
-fn describe_check(c: &CheckSpec, new: &str) -> String {
+fn describe_check(c: &CheckSpec, new: &str, lattice: bool) -> String {
+    let (five, latency) = if lattice {
+        (
+            "AWS/VpcLattice HTTPCode_5XX_Count",
+            "AWS/VpcLattice RequestTime",
+        )
+    } else {
+        ("HTTPCode_Target_5XX_Count", "TargetResponseTime")
+    };
     let or_blank = |v: &Option<String>| v.clone().unwrap_or_default();
     let dur =
         |v: &Option<crate::spec::Dur>| v.as_ref().map(ToString::to_string).unwrap_or_default();
@@ -266,13 +279,13 @@ fn describe_check(c: &CheckSpec, new: &str) -> String {
             c.min_healthy.map_or(100.0, |s| s * 100.0)
         ),
         CheckKind::Target5xx => format!(
-            "CloudWatch HTTPCode_Target_5XX_Count of {} over {}, at most {}",
+            "CloudWatch {five} of {} over {}, at most {}",
             c.target_group.as_deref().unwrap_or(new),
             dur(&c.window),
             c.max.unwrap_or_default()
         ),
         CheckKind::TargetLatency => format!(
-            "CloudWatch TargetResponseTime p99 of {} in any minute of {}, at most {}",
+            "CloudWatch {latency} p99 of {} in any minute of {}, at most {}",
             c.target_group.as_deref().unwrap_or(new),
             dur(&c.window),
             dur(&c.max_latency)

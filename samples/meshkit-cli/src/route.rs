@@ -51,20 +51,19 @@ impl Opened {
 /// versions by the names the route uses; or an exit code.
 async fn open(cli: &Cli, loaded: &Loaded) -> Result<Opened, u8> {
     if loaded.spec.route.backend == Backend::Local {
-        err!("meshkit: a local route exists only inside `meshkit run`");
-        return Err(exit::INVALID);
+        return Err(crate::failed(
+            cli,
+            exit::INVALID,
+            "a local route exists only inside `meshkit run`",
+        ));
     }
-    let sdk = aws_env::sdk(cli).await.map_err(|e| {
-        err!("meshkit: {e}");
-        exit::INVALID
-    })?;
+    let sdk = aws_env::sdk(cli)
+        .await
+        .map_err(|e| crate::failed(cli, exit::INVALID, &e.to_string()))?;
     if loaded.spec.route.backend == Backend::Lattice {
         let l = crate::lattice::connect(&loaded.spec, &sdk, false)
             .await
-            .map_err(|e| {
-                err!("meshkit: {e}");
-                exit::FAILED
-            })?;
+            .map_err(|e| crate::failed(cli, exit::FAILED, &e.to_string()))?;
         let router = Arc::new(l.router);
         return Ok(Opened {
             router: router.clone(),
@@ -77,10 +76,7 @@ async fn open(cli: &Cli, loaded: &Loaded) -> Result<Opened, u8> {
     if loaded.spec.route.backend != Backend::Appmesh {
         let elb = crate::elb::connect(&loaded.spec, &sdk, false)
             .await
-            .map_err(|e| {
-                err!("meshkit: {e}");
-                exit::FAILED
-            })?;
+            .map_err(|e| crate::failed(cli, exit::FAILED, &e.to_string()))?;
         let router = Arc::new(elb.router);
         return Ok(Opened {
             router: router.clone(),
@@ -93,10 +89,9 @@ async fn open(cli: &Cli, loaded: &Loaded) -> Result<Opened, u8> {
     let Some(route) = build::appmesh_route(&loaded.spec) else {
         return Err(exit::INVALID);
     };
-    let rr = route.route_ref().map_err(|e| {
-        err!("meshkit: {e}");
-        exit::INVALID
-    })?;
+    let rr = route
+        .route_ref()
+        .map_err(|e| crate::failed(cli, exit::INVALID, &e.to_string()))?;
     Ok(Opened {
         router: Arc::new(AppMeshRouter::new(meshkit::sdk::appmesh::Client::new(&sdk))),
         route: rr,
@@ -117,8 +112,7 @@ pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
         let sdk = match aws_env::sdk(cli).await {
             Ok(sdk) => sdk,
             Err(e) => {
-                err!("meshkit: {e}");
-                return exit::INVALID;
+                return crate::failed(cli, exit::INVALID, &e.to_string());
             }
         };
         let Ok(rr) = RouteRef::new(build::route_name(&loaded.spec)) else {
@@ -179,8 +173,11 @@ pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8, force: bool
     let before = match router.read(&rr).await {
         Ok(b) => b,
         Err(e) => {
-            err!("meshkit: cannot read {rr}: {e}; nothing written");
-            return exit::FAILED;
+            return crate::failed(
+                cli,
+                exit::FAILED,
+                &format!("cannot read {rr}: {e}; nothing written"),
+            );
         }
     };
     // Already there (a promotion that took the stable node off the route included):
@@ -217,8 +214,15 @@ pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8, force: bool
     } else {
         Percent::ZERO
     };
-    let Ok(target) = Weights::split_with(stable, new, share, others) else {
-        return exit::INVALID;
+    let target = match Weights::split_with(stable, new, share, others) {
+        Ok(t) => t,
+        Err(e) => {
+            let message = format!(
+                "{rr} is at {}: the change cannot be written ({e}); nothing written",
+                before.weights
+            );
+            return crate::failed(cli, exit::FAILED, &message);
+        }
     };
     // On a load balancer, all traffic goes to a target group only when it has a
     // healthy target (after a promotion the stable version's service may be retired).
@@ -226,16 +230,22 @@ pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8, force: bool
     if !force {
         match opened.healthy(to).await {
             Some(Ok(0)) => {
-                err!(
-                    "meshkit: target group {to} has no healthy target: all traffic sent there would fail; nothing written (--force writes anyway)"
+                return crate::failed(
+                    cli,
+                    exit::FAILED,
+                    &format!(
+                        "target group {to} has no healthy target: all traffic sent there would fail; nothing written (--force writes anyway)"
+                    ),
                 );
-                return exit::FAILED;
             }
             Some(Err(e)) => {
-                err!(
-                    "meshkit: cannot read the health of {to}: {e}; nothing written (--force writes anyway)"
+                return crate::failed(
+                    cli,
+                    exit::FAILED,
+                    &format!(
+                        "cannot read the health of {to}: {e}; nothing written (--force writes anyway)"
+                    ),
                 );
-                return exit::FAILED;
             }
             Some(Ok(_)) | None => {}
         }
@@ -254,13 +264,11 @@ pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8, force: bool
         .await;
     match result {
         Ok(report) if !report.data_plane.settled() => {
-            err!(
-                "meshkit: {rr}: {} -> {} written and read back, but the load balancer was not seen applying it: {}",
-                before.weights,
-                report.after.weights,
-                report.data_plane
+            let message = format!(
+                "{rr}: {} -> {} written and read back, but the data plane was not seen applying it: {}",
+                before.weights, report.after.weights, report.data_plane
             );
-            exit::FAILED
+            crate::failed(cli, exit::FAILED, &message)
         }
         Ok(report) => {
             let what = if report.written {
@@ -288,8 +296,7 @@ pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8, force: bool
             let in_force = e
                 .in_force()
                 .map_or_else(|| "unknown".to_string(), ToString::to_string);
-            err!("meshkit: {e} (in force: {in_force})");
-            exit::FAILED
+            crate::failed(cli, exit::FAILED, &format!("{e} (in force: {in_force})"))
         }
     }
 }

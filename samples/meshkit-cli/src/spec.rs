@@ -489,11 +489,27 @@ impl Spec {
                 "missing: lattice needs service and listener ids, or a listener or rule ARN".into(),
             ));
         }
-        let arn = r
-            .rule
-            .as_deref()
-            .or(r.listener.as_deref())
-            .is_some_and(|v| v.starts_with("arn:"));
+        let is_arn = |v: &Option<String>| v.as_deref().is_some_and(|v| v.starts_with("arn:"));
+        if is_arn(&r.rule) && r.listener.is_some() {
+            return Err(bad(
+                "listener",
+                "not used with a rule ARN, which names the listener".into(),
+            ));
+        }
+        if is_arn(&r.listener) && r.rule.is_some() {
+            return Err(bad(
+                "rule",
+                "with a listener ARN, give the rule's ARN instead (in rule, without listener)"
+                    .into(),
+            ));
+        }
+        if r.rule.is_some() && !is_arn(&r.rule) && r.listener.is_none() {
+            return Err(bad(
+                "listener",
+                "missing: a rule id needs the listener id".into(),
+            ));
+        }
+        let arn = is_arn(&r.rule) || is_arn(&r.listener);
         if arn && r.service.is_some() {
             return Err(bad(
                 "service",

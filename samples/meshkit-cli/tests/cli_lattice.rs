@@ -88,6 +88,33 @@ fn the_example_plans_without_a_call() {
         "{}",
         text(&out)
     );
+    // A rule ARN names its listener: a listener beside it is refused, not ignored.
+    let arn = "arn:aws:vpc-lattice:us-east-1:123456789012:service/svc-0123456789abcdefg/listener/listener-0123456789abcdefg/rule/rule-0123456789abcdefg";
+    let both = EXAMPLE
+        .replace("service = \"svc-0123456789abcdefg\"\n", "")
+        .replace(
+            "rule = \"rule-0123456789abcdefg\"",
+            &format!("rule = \"{arn}\""),
+        );
+    let spec = spec_file(&dir, "both.toml", &both);
+    let out = meshkit(Some("http://127.0.0.1:9"), &dir)
+        .args(["plan", "--json"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("route.listener"),
+        "{}",
+        text(&out)
+    );
+    // With --json the refusal is also the last line on stdout.
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (last["outcome"].as_str(), last["exit"].as_u64()),
+        (Some("invalid"), Some(2))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -487,7 +487,15 @@ impl EcsFleet {
             }
             let healthy = targets
                 .iter()
-                .filter(|t| t.status() == Some(&aws_sdk_vpclattice::types::TargetStatus::Healthy))
+                .filter(|t| {
+                    matches!(
+                        t.status(),
+                        Some(
+                            aws_sdk_vpclattice::types::TargetStatus::Healthy
+                                | aws_sdk_vpclattice::types::TargetStatus::Unavailable
+                        )
+                    )
+                })
                 .count();
             let needed = usize::try_from(service.running_count.max(1)).unwrap_or(1);
             if healthy < needed {

@@ -56,6 +56,18 @@ pub enum LatticePreflightError {
     /// Both versions are the same target group.
     #[error("the stable and new versions are the same target group {0}")]
     SameGroup(String),
+    /// With traffic confirmation on, a version's target group also takes traffic from
+    /// another rule or the listener's default action: its request count would not be
+    /// this route's alone.
+    #[error(
+        "target group {name} also takes traffic from {used_by}: its TotalRequestCount is not this route's alone, so the split cannot be confirmed from it; give the route its own target groups, or confirm with a settle delay instead of metrics"
+    )]
+    SharedGroup {
+        /// The group.
+        name: String,
+        /// The other rule (its priority) or the listener's default action.
+        used_by: String,
+    },
     /// The route already forwards to as many target groups as it may, and the new
     /// version's is not among them.
     #[error(
@@ -114,6 +126,9 @@ impl LatticeRouter {
                 name: candidate.name,
             });
         }
+        if self.metrics.is_some() {
+            self.not_shared(&parsed, &[&stable, &candidate]).await?;
+        }
         let mut counts = Vec::with_capacity(2);
         for g in [&stable, &candidate] {
             let (all, healthy) =
@@ -140,7 +155,89 @@ impl LatticeRouter {
         })
     }
 
-    /// `(registered, healthy)` targets of `group` (`ListTargets`, every page).
+    /// Refuses groups another rule of the route's listener, or its default action,
+    /// also forwards to (`GetListener`, `ListRules` and a `GetRule` per other rule:
+    /// `ListRules` carries no actions).
+    async fn not_shared(
+        &self,
+        route: &LatticeRoute,
+        groups: &[&LatticeTargetGroup],
+    ) -> Result<(), LatticePreflightError> {
+        let fail = |source| LatticePreflightError::Route {
+            route: route.to_string(),
+            source,
+        };
+        let mut others: Vec<(String, aws_sdk_vpclattice::types::RuleAction)> = Vec::new();
+        if route.rule().is_some() {
+            let l = self
+                .client
+                .get_listener()
+                .service_identifier(route.service())
+                .listener_identifier(route.listener())
+                .send()
+                .await
+                .map_err(|e| fail(traffic_error(&format!("GetListener {route}"), e)))?;
+            if let Some(a) = l.default_action() {
+                others.push(("the listener's default action".into(), a.clone()));
+            }
+        }
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_rules()
+                .service_identifier(route.service())
+                .listener_identifier(route.listener())
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| fail(traffic_error(&format!("ListRules {route}"), e)))?;
+            for r in page.items() {
+                let Some(id) = r.id() else { continue };
+                if Some(id) == route.rule() || r.is_default() == Some(true) {
+                    continue;
+                }
+                let rule = self
+                    .client
+                    .get_rule()
+                    .service_identifier(route.service())
+                    .listener_identifier(route.listener())
+                    .rule_identifier(id)
+                    .send()
+                    .await
+                    .map_err(|e| fail(traffic_error(&format!("GetRule {id}"), e)))?;
+                if let Some(a) = rule.action() {
+                    let used_by = format!(
+                        "the rule at priority {}",
+                        rule.priority().unwrap_or_default()
+                    );
+                    others.push((used_by, a.clone()));
+                }
+            }
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        for (used_by, action) in others {
+            let Ok(forwarded) = super::action::forward_groups("", &action) else {
+                continue;
+            };
+            for (ident, w) in forwarded {
+                let id = ident.rsplit('/').next().unwrap_or(&ident);
+                if let Some(g) = groups.iter().find(|g| g.id == id).filter(|_| w > 0) {
+                    return Err(LatticePreflightError::SharedGroup {
+                        name: g.name.clone(),
+                        used_by,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `(registered, healthy)` targets of `group` (`ListTargets`, every page);
+    /// `UNAVAILABLE` targets (health checks off for the group) count as healthy.
     pub async fn targets(
         &self,
         group: &LatticeTargetGroup,
@@ -160,7 +257,13 @@ impl LatticeRouter {
             healthy += page
                 .items()
                 .iter()
-                .filter(|t| t.status() == Some(&TargetStatus::Healthy))
+                .filter(|t| {
+                    // UNAVAILABLE: no health checks for the group; traffic goes there.
+                    matches!(
+                        t.status(),
+                        Some(TargetStatus::Healthy | TargetStatus::Unavailable)
+                    )
+                })
                 .count();
             token = page.next_token().map(str::to_owned);
             if token.is_none() {
