@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_vpclattice::Client;
 use aws_sdk_vpclattice::types::{TargetStatus, TargetSummary};
 
+use super::targets::{Standing, Target, verdict};
 use super::{CheckContext, HealthCheck, Verdict};
 use crate::aws::traffic_error;
 use crate::error::ConfigError;
@@ -96,63 +97,30 @@ impl LatticeTargetHealth {
 
     /// The verdict on the targets listed: a plain function of the answer.
     fn judge(&self, targets: &[TargetSummary]) -> Verdict {
-        let group = &self.group;
-        if targets.is_empty() {
-            return Verdict::unhealthy(format!(
-                "no targets registered in {group}: requests routed to it fail"
-            ));
-        }
-        let in_service: Vec<&TargetSummary> = targets
+        let targets: Vec<Target> = targets
             .iter()
-            .filter(|t| {
-                !matches!(
-                    t.status(),
-                    Some(TargetStatus::Draining | TargetStatus::Unused)
-                )
-            })
-            .collect();
-        if in_service.is_empty() {
-            return Verdict::inconclusive(format!(
-                "{group}: no target in service ({} draining or not used by any service yet)",
-                targets.len()
-            ));
-        }
-        let healthy = in_service.iter().filter(|t| serving(t.status())).count();
-        let percent = healthy as f64 * 100.0 / in_service.len() as f64;
-        if healthy >= self.min_healthy && percent >= self.min_percent {
-            return Verdict::Healthy;
-        }
-        let summary = format!(
-            "{healthy} of {} targets healthy in {group} (need {} and {}%)",
-            in_service.len(),
-            self.min_healthy,
-            self.min_percent
-        );
-        if in_service
-            .iter()
-            .any(|t| t.status() == Some(&TargetStatus::Initial))
-        {
-            return Verdict::inconclusive(format!("{summary}; some still registering"));
-        }
-        let failing: Vec<String> = in_service
-            .iter()
-            .filter(|t| !serving(t.status()))
-            .take(5)
             .map(|t| {
-                let status = t
-                    .status()
-                    .map(|s| s.as_str().to_owned())
-                    .unwrap_or_default();
-                format!(
-                    "{} {status} {}",
-                    t.id().unwrap_or("?"),
-                    t.reason_code().unwrap_or("")
-                )
-                .trim_end()
-                .to_owned()
+                let standing = match t.status() {
+                    s if serving(s) => Standing::Serving,
+                    Some(TargetStatus::Initial) => Standing::Initial,
+                    Some(TargetStatus::Draining | TargetStatus::Unused) => Standing::Out,
+                    _ => Standing::Failing,
+                };
+                let status = t.status().map(|s| s.as_str()).unwrap_or_default();
+                Target {
+                    id: t.id().unwrap_or("?").to_owned(),
+                    standing,
+                    said: format!("{status} {}", t.reason_code().unwrap_or("")),
+                }
             })
             .collect();
-        Verdict::unhealthy(format!("{summary}: {}", failing.join(", ")))
+        verdict(
+            &self.group,
+            self.min_healthy,
+            self.min_percent,
+            &targets,
+            "service",
+        )
     }
 }
 

@@ -15,6 +15,8 @@ mod metrics;
 mod prometheus;
 #[cfg(feature = "elbv2")]
 mod target_group;
+#[cfg(any(feature = "elbv2", feature = "vpclattice"))]
+mod targets;
 
 use std::fmt;
 use std::future::Future;

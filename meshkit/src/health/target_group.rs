@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::Client;
 use aws_sdk_elasticloadbalancingv2::types::{TargetHealthDescription, TargetHealthStateEnum};
 
+use super::targets::{Standing, Target, verdict};
 use super::{CheckContext, HealthCheck, Verdict};
 use crate::aws::traffic_error;
 use crate::error::ConfigError;
@@ -97,66 +98,38 @@ impl TargetGroupHealth {
 
     /// The verdict on the targets described: a plain function of the answer.
     fn judge(&self, targets: &[TargetHealthDescription]) -> Verdict {
-        let group = &self.group;
-        if targets.is_empty() {
-            return Verdict::unhealthy(format!(
-                "no targets registered in {group}: requests routed to it fail"
-            ));
-        }
-        let state =
-            |d: &TargetHealthDescription| d.target_health().and_then(|h| h.state()).cloned();
-        let reason = |d: &TargetHealthDescription| {
-            d.target_health()
-                .and_then(|h| h.reason())
-                .map(|r| r.as_str().to_owned())
-                .unwrap_or_default()
-        };
-        let in_service: Vec<&TargetHealthDescription> = targets
+        let targets: Vec<Target> = targets
             .iter()
-            .filter(|d| match state(d) {
-                Some(TargetHealthStateEnum::Draining) => false,
-                Some(TargetHealthStateEnum::Unused) => reason(d) != "Target.NotInUse",
-                _ => true,
-            })
-            .collect();
-        if in_service.is_empty() {
-            return Verdict::inconclusive(format!(
-                "{group}: no target in service ({} draining or not used by any listener yet)",
-                targets.len()
-            ));
-        }
-        let healthy = in_service
-            .iter()
-            .filter(|d| state(d) == Some(TargetHealthStateEnum::Healthy))
-            .count();
-        let percent = healthy as f64 * 100.0 / in_service.len() as f64;
-        if healthy >= self.min_healthy && percent >= self.min_percent {
-            return Verdict::Healthy;
-        }
-        let summary = format!(
-            "{healthy} of {} targets healthy in {group} (need {} and {}%)",
-            in_service.len(),
-            self.min_healthy,
-            self.min_percent
-        );
-        let initial = in_service
-            .iter()
-            .filter(|d| state(d) == Some(TargetHealthStateEnum::Initial))
-            .count();
-        if initial > 0 {
-            return Verdict::inconclusive(format!("{summary}; {initial} still registering"));
-        }
-        let failing: Vec<String> = in_service
-            .iter()
-            .filter(|d| state(d) != Some(TargetHealthStateEnum::Healthy))
-            .take(5)
             .map(|d| {
-                let id = d.target().and_then(|t| t.id()).unwrap_or("?");
-                let s = state(d).map(|s| s.as_str().to_owned()).unwrap_or_default();
-                format!("{id} {s} {}", reason(d)).trim_end().to_owned()
+                let state = d.target_health().and_then(|h| h.state());
+                let reason = d
+                    .target_health()
+                    .and_then(|h| h.reason())
+                    .map(|r| r.as_str())
+                    .unwrap_or_default();
+                let standing = match state {
+                    Some(TargetHealthStateEnum::Healthy) => Standing::Serving,
+                    Some(TargetHealthStateEnum::Initial) => Standing::Initial,
+                    Some(TargetHealthStateEnum::Draining) => Standing::Out,
+                    Some(TargetHealthStateEnum::Unused) if reason == "Target.NotInUse" => {
+                        Standing::Out
+                    }
+                    _ => Standing::Failing,
+                };
+                Target {
+                    id: d.target().and_then(|t| t.id()).unwrap_or("?").to_owned(),
+                    standing,
+                    said: format!("{} {reason}", state.map(|s| s.as_str()).unwrap_or_default()),
+                }
             })
             .collect();
-        Verdict::unhealthy(format!("{summary}: {}", failing.join(", ")))
+        verdict(
+            &self.group,
+            self.min_healthy,
+            self.min_percent,
+            &targets,
+            "listener",
+        )
     }
 }
 

@@ -8,8 +8,13 @@ use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tokio::time::Instant;
+
 use crate::aws::traffic_error;
-use crate::traffic::{Judge, TrafficError};
+use crate::traffic::{Convergence, Judge, TrafficError, Weights};
 
 /// How long a router waits for [`TrafficMetrics`] to confirm a write, by default.
 pub const METRICS_SETTLE_TIME: Duration = Duration::from_secs(600);
@@ -158,6 +163,69 @@ impl TrafficMetrics {
                     .collect()
             })
             .collect())
+    }
+}
+
+/// A router's last write of each route: when, and the split in force before it; what
+/// its data-plane answers (measured, or after a settle delay) are judged from.
+#[derive(Debug, Default)]
+pub(crate) struct Writes(Mutex<HashMap<String, LastWrite>>);
+
+/// One write, as [`Writes`] keeps it.
+#[derive(Debug, Clone)]
+pub(crate) struct LastWrite {
+    /// When it was sent (tokio time, for the settle delay).
+    pub(crate) at: Instant,
+    /// When it was sent (wall time, for the metrics window).
+    pub(crate) wall: SystemTime,
+    /// The split in force before it, when known.
+    pub(crate) before: Option<Weights>,
+}
+
+impl Writes {
+    /// Notes a write of `route` now, from `before`.
+    pub(crate) fn record(&self, route: &str, before: Option<Weights>) {
+        if let Ok(mut w) = self.0.lock() {
+            let last = LastWrite {
+                at: Instant::now(),
+                wall: SystemTime::now(),
+                before,
+            };
+            w.insert(route.to_owned(), last);
+        }
+    }
+
+    /// The last write of `route`, if this router made one.
+    pub(crate) fn last(&self, route: &str) -> Option<LastWrite> {
+        self.0.lock().ok()?.get(route).cloned()
+    }
+}
+
+impl LastWrite {
+    /// Every target of `written` and of the split before, each once.
+    pub(crate) fn names<'a>(&'a self, written: &'a Weights) -> Vec<&'a str> {
+        let mut names: Vec<&str> = written.iter().map(|(n, _)| n).collect();
+        for (n, _) in self.before.iter().flat_map(Weights::iter) {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        names
+    }
+
+    /// Without metrics: not yet until `delay` has passed since the write, then the
+    /// backend cannot tell more.
+    pub(crate) fn after_delay(&self, delay: Duration, what: &str) -> Convergence {
+        let waited = self.at.elapsed();
+        if waited >= delay {
+            Convergence::Unknown
+        } else {
+            Convergence::NotYet {
+                detail: format!(
+                    "waiting {delay:?} for {what} to apply the change ({waited:.0?} so far; no traffic metrics configured)"
+                ),
+            }
+        }
     }
 }
 

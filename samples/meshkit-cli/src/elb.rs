@@ -28,19 +28,28 @@ pub(crate) fn router(spec: &Spec, sdk: &SdkConfig) -> ElbRouter {
     if let Some(d) = &r.settle_delay {
         router = router.settle_delay(d.value);
     }
-    if r.confirm_traffic == Some(true) {
-        let judge = Judge {
-            min_requests: r.min_requests.unwrap_or(Judge::default().min_requests),
-            ..Judge::default()
-        };
-        let mut metrics =
-            TrafficMetrics::new(meshkit::sdk::cloudwatch::Client::new(sdk)).judge(judge);
-        if let Some(d) = &r.confirm_within {
-            metrics = metrics.wait(d.value);
-        }
+    if let Some(metrics) = confirmation(spec, sdk) {
         router = router.confirm_with(metrics);
     }
     router
+}
+
+/// The traffic confirmation a spec asks for (`confirm_traffic`, `min_requests`,
+/// `confirm_within`), for the load balancer and Lattice routers alike.
+pub(crate) fn confirmation(spec: &Spec, sdk: &SdkConfig) -> Option<TrafficMetrics> {
+    let r = &spec.route;
+    if r.confirm_traffic != Some(true) {
+        return None;
+    }
+    let judge = Judge {
+        min_requests: r.min_requests.unwrap_or(Judge::default().min_requests),
+        ..Judge::default()
+    };
+    let mut metrics = TrafficMetrics::new(meshkit::sdk::cloudwatch::Client::new(sdk)).judge(judge);
+    if let Some(d) = &r.confirm_within {
+        metrics = metrics.wait(d.value);
+    }
+    Some(metrics)
 }
 
 /// The route, the versions by name and the target groups the checks read. With

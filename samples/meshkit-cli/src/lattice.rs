@@ -3,8 +3,8 @@
 //! the Lattice checks need.
 
 use meshkit::sdk::SdkConfig;
+use meshkit::traffic::RouteRef;
 use meshkit::traffic::lattice::LatticeRouter;
-use meshkit::traffic::{Judge, RouteRef, TrafficMetrics};
 
 use crate::build::{self, Groups};
 use crate::spec::{CheckKind, Spec};
@@ -26,16 +26,7 @@ pub(crate) fn router(spec: &Spec, sdk: &SdkConfig) -> LatticeRouter {
     if let Some(d) = &r.settle_delay {
         router = router.settle_delay(d.value);
     }
-    if r.confirm_traffic == Some(true) {
-        let judge = Judge {
-            min_requests: r.min_requests.unwrap_or(Judge::default().min_requests),
-            ..Judge::default()
-        };
-        let mut metrics =
-            TrafficMetrics::new(meshkit::sdk::cloudwatch::Client::new(sdk)).judge(judge);
-        if let Some(d) = &r.confirm_within {
-            metrics = metrics.wait(d.value);
-        }
+    if let Some(metrics) = crate::elb::confirmation(spec, sdk) {
         router = router.confirm_with(metrics);
     }
     router

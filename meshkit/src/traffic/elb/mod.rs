@@ -50,12 +50,12 @@ mod route;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::Client;
 use aws_sdk_elasticloadbalancingv2::types::Action;
-use tokio::time::Instant;
 
 pub use crate::traffic::{METRICS_SETTLE_TIME, TrafficMetrics};
 pub use action::{MAX_ELB_WEIGHT, MAX_TARGET_GROUPS};
@@ -64,6 +64,7 @@ pub use route::{ElbRoute, ElbRouteKind, LoadBalancerType, target_group_dimension
 
 use self::action::{Forward, elb_weights, find_forward, with_groups};
 use crate::aws::traffic_error;
+use crate::traffic::measure::Writes;
 use crate::traffic::{
     Convergence, Observed, Percent, RouteRef, TrafficError, TrafficRouter, Weights, WriteRequest,
     judge_newest,
@@ -81,15 +82,6 @@ pub struct TargetGroupRef {
     pub name: String,
     /// Its ARN.
     pub arn: String,
-}
-
-/// A write of this router: when, and the split in force before it.
-#[derive(Debug, Clone)]
-struct LastWrite {
-    at: Instant,
-    wall: SystemTime,
-    before: Option<Weights>,
-    network: bool,
 }
 
 /// The route as last read or written: its actions and where the forward action is.
@@ -122,7 +114,9 @@ pub struct ElbRouter {
     names: Mutex<(HashMap<String, String>, HashMap<String, String>)>,
     known: Mutex<HashMap<String, Known>>,
     /// When this router last wrote each route: for the settle delay and the metrics window.
-    writes: Mutex<HashMap<String, LastWrite>>,
+    writes: Writes,
+    /// Whether this router wrote an NLB route (its settle time is an NLB's).
+    network: AtomicBool,
 }
 
 impl fmt::Debug for ElbRouter {
@@ -143,7 +137,8 @@ impl ElbRouter {
             settle_delay: None,
             names: Mutex::new((HashMap::new(), HashMap::new())),
             known: Mutex::new(HashMap::new()),
-            writes: Mutex::new(HashMap::new()),
+            writes: Writes::default(),
+            network: AtomicBool::new(false),
         }
     }
 
@@ -324,15 +319,11 @@ impl ElbRouter {
             &format!("{:?} {route}", route.kind()).to_lowercase(),
             &actions,
         )?;
-        let arns: Vec<String> = forward.groups.iter().map(|(a, _)| a.clone()).collect();
-        let names = self.names_of(&arns).await?;
-        let weights = Weights::relative(
-            names
-                .into_iter()
-                .zip(forward.groups.iter().map(|(_, w)| *w)),
-        )
-        .map_err(|e| TrafficError::Unsupported {
-            message: format!("{route}: the forward action is not a valid split: {e}"),
+        let weights = self.weights_of(&forward).await.map_err(|e| match e {
+            TrafficError::Unsupported { message } => TrafficError::Unsupported {
+                message: format!("{route}: the forward action is not a valid split: {message}"),
+            },
+            other => other,
         })?;
         if let Ok(mut known) = self.known.lock() {
             known.insert(route.arn().to_owned(), Known { actions, forward });
@@ -412,14 +403,9 @@ impl TrafficRouter for ElbRouter {
         groups.sort_by_key(|(arn, _)| place(arn));
         let actions = with_groups(&known.actions, &known.forward, &groups);
         let before = self.weights_of(&known.forward).await.ok();
-        if let Ok(mut w) = self.writes.lock() {
-            let last = LastWrite {
-                at: Instant::now(),
-                wall: SystemTime::now(),
-                before,
-                network: route.load_balancer_type() == LoadBalancerType::Network,
-            };
-            w.insert(route.arn().to_owned(), last);
+        self.writes.record(route.arn(), before);
+        if route.load_balancer_type() == LoadBalancerType::Network {
+            self.network.store(true, Ordering::Relaxed);
         }
         let (actions, revision) = match route.kind() {
             ElbRouteKind::Rule => {
@@ -469,26 +455,14 @@ impl TrafficRouter for ElbRouter {
         written: &Weights,
     ) -> Result<Convergence, TrafficError> {
         let route = ElbRoute::from_route(route)?;
-        let last = self
-            .writes
-            .lock()
-            .ok()
-            .and_then(|w| w.get(route.arn()).cloned());
-        let Some(last) = last else {
+        let Some(last) = self.writes.last(route.arn()) else {
             // Not written by this router: nothing to wait for.
             return Ok(Convergence::Unknown);
         };
-        let at = last.at;
         match &self.metrics {
             // An NLB publishes no flow count per target group: the settle delay applies.
             Some(metrics) if route.load_balancer_type() == LoadBalancerType::Application => {
-                // Every group of the split written and of the split before it.
-                let mut names: Vec<&str> = written.iter().map(|(n, _)| n).collect();
-                for (n, _) in last.before.iter().flat_map(Weights::iter) {
-                    if !names.contains(&n) {
-                        names.push(n);
-                    }
-                }
+                let names = last.names(written);
                 let arns = self.arns_of(&names).await?;
                 // The dimensions the load balancer publishes, in its order.
                 let series: Vec<crate::traffic::measure::Series> = names
@@ -514,31 +488,14 @@ impl TrafficRouter for ElbRouter {
                 let said = judge_newest(written, last.before.as_ref(), &minutes, &metrics.judge);
                 Ok(said)
             }
-            _ => {
-                let delay = self.delay_for(&route);
-                let waited = at.elapsed();
-                if waited >= delay {
-                    Ok(Convergence::Unknown)
-                } else {
-                    Ok(Convergence::NotYet {
-                        detail: format!(
-                            "waiting {delay:?} for the load balancer to apply the change ({:.0?} so far; no traffic metrics configured)",
-                            waited
-                        ),
-                    })
-                }
-            }
+            _ => Ok(last.after_delay(self.delay_for(&route), "the load balancer")),
         }
     }
 
     /// The wait the routes this router wrote need: the metrics' wait on an ALB with
     /// metrics, else the settle delay (an NLB's when one was written).
     fn settle_time(&self) -> Duration {
-        let network = self
-            .writes
-            .lock()
-            .map(|w| w.values().any(|l| l.network))
-            .unwrap_or(true);
+        let network = self.network.load(Ordering::Relaxed);
         let delay = self.settle_delay.unwrap_or(if network {
             NLB_SETTLE_DELAY
         } else {

@@ -30,7 +30,6 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use aws_sdk_vpclattice::Client;
 use aws_sdk_vpclattice::types::RuleAction;
-use tokio::time::Instant;
 
 pub use action::{MAX_LATTICE_GROUPS, MAX_LATTICE_WEIGHT};
 pub use preflight::{LatticePreflight, LatticePreflightError};
@@ -38,6 +37,7 @@ pub use route::LatticeRoute;
 
 use self::action::{forward_groups, forward_to, lattice_weights, listener_revision, rule_revision};
 use crate::aws::traffic_error;
+use crate::traffic::measure::Writes;
 use crate::traffic::{
     Convergence, Observed, Percent, RouteRef, TrafficError, TrafficMetrics, TrafficRouter, Weights,
     WriteRequest, judge_newest,
@@ -55,13 +55,6 @@ pub struct LatticeTargetGroup {
     pub id: String,
     /// Its ARN.
     pub arn: String,
-}
-
-#[derive(Debug, Clone)]
-struct LastWrite {
-    at: Instant,
-    wall: SystemTime,
-    before: Option<Weights>,
 }
 
 /// A [`TrafficRouter`] over VPC Lattice listeners and listener rules. See the
@@ -87,7 +80,7 @@ pub struct LatticeRouter {
     groups: Mutex<(HashMap<String, LatticeTargetGroup>, HashMap<String, String>)>,
     /// The split of each route as last read or written: the split before a write.
     seen: Mutex<HashMap<String, Weights>>,
-    writes: Mutex<HashMap<String, LastWrite>>,
+    writes: Writes,
 }
 
 impl fmt::Debug for LatticeRouter {
@@ -113,7 +106,7 @@ impl LatticeRouter {
             settle_delay: None,
             groups: Mutex::new((HashMap::new(), HashMap::new())),
             seen: Mutex::new(HashMap::new()),
-            writes: Mutex::new(HashMap::new()),
+            writes: Writes::default(),
         }
     }
 
@@ -303,14 +296,7 @@ impl TrafficRouter for LatticeRouter {
             .lock()
             .ok()
             .and_then(|s| s.get(&route.to_string()).cloned());
-        if let Ok(mut w) = self.writes.lock() {
-            let last = LastWrite {
-                at: Instant::now(),
-                wall: SystemTime::now(),
-                before,
-            };
-            w.insert(route.to_string(), last);
-        }
+        self.writes.record(&route.to_string(), before);
         let (action, revision) = match route.rule() {
             Some(rule) => {
                 let out = self
@@ -362,22 +348,12 @@ impl TrafficRouter for LatticeRouter {
         written: &Weights,
     ) -> Result<Convergence, TrafficError> {
         let route = LatticeRoute::from_route(route)?;
-        let last = self
-            .writes
-            .lock()
-            .ok()
-            .and_then(|w| w.get(&route.to_string()).cloned());
-        let Some(last) = last else {
+        let Some(last) = self.writes.last(&route.to_string()) else {
             return Ok(Convergence::Unknown);
         };
         match &self.metrics {
             Some(metrics) => {
-                let mut names: Vec<&str> = written.iter().map(|(n, _)| n).collect();
-                for (n, _) in last.before.iter().flat_map(Weights::iter) {
-                    if !names.contains(&n) {
-                        names.push(n);
-                    }
-                }
+                let names = last.names(written);
                 let mut series = Vec::with_capacity(names.len());
                 for n in names {
                     let g = self.target_group(n).await?;
@@ -399,19 +375,7 @@ impl TrafficRouter for LatticeRouter {
                     &metrics.judge,
                 ))
             }
-            None => {
-                let delay = self.delay();
-                let waited = last.at.elapsed();
-                Ok(if waited >= delay {
-                    Convergence::Unknown
-                } else {
-                    Convergence::NotYet {
-                        detail: format!(
-                            "waiting {delay:?} for VPC Lattice to apply the change ({waited:.0?} so far; no traffic metrics configured)"
-                        ),
-                    }
-                })
-            }
+            None => Ok(last.after_delay(self.delay(), "VPC Lattice")),
         }
     }
 
