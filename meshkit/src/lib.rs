@@ -26,6 +26,8 @@
 //! | `cloudmap` | `health::CloudMapHealth`: the share of healthy Cloud Map instances |
 //! | `cloudwatch` | `health::CloudWatchMetric` (a metric over a window: the canary pipeline's 5xx count, a target group's 5xx or p99) and `traffic::TrafficMetrics` (confirming a split from request counts) |
 //! | `prometheus`, `http-check` | the Prometheus query and HTTP probe checks |
+//! | `sqlite` | `store::SqliteStore`: the embedded rollout store (leases, records, gates) in one file |
+//! | `dynamodb` | `store::DynamoStore`: the rollout store in one DynamoDB table, for several machines |
 //!
 //! The AWS adapters take SDK clients you build (see [`sdk`]); meshkit never reads
 //! credentials. App Mesh reached end of support on 2026-09-30: only its adapter is
@@ -84,6 +86,7 @@ pub mod error;
 pub mod fleet;
 pub mod health;
 pub mod rollout;
+pub mod store;
 pub mod strategy;
 pub mod traffic;
 
@@ -96,13 +99,16 @@ pub mod traffic;
     feature = "cloudmap",
     feature = "cloudwatch",
     feature = "elbv2",
-    feature = "vpclattice"
+    feature = "vpclattice",
+    feature = "dynamodb"
 ))]
 pub mod sdk {
     #[cfg(feature = "appmesh")]
     pub use aws_sdk_appmesh as appmesh;
     #[cfg(feature = "cloudwatch")]
     pub use aws_sdk_cloudwatch as cloudwatch;
+    #[cfg(feature = "dynamodb")]
+    pub use aws_sdk_dynamodb as dynamodb;
     #[cfg(feature = "ecs")]
     pub use aws_sdk_ecs as ecs;
     #[cfg(feature = "elbv2")]

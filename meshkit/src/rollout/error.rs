@@ -2,6 +2,7 @@
 //! force on the route.
 
 use crate::error::ConfigError;
+use crate::store::StoreError;
 use crate::strategy::RollbackReason;
 use crate::traffic::{Percent, TrafficError, Weights};
 
@@ -112,6 +113,37 @@ pub enum RolloutError {
         #[source]
         source: TrafficError,
     },
+    /// The rollout store refused or failed before the first write (the route's lease
+    /// is held by another process, the store is unreachable); nothing was written.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// This process lost the route's lease (taken over after it expired, or its
+    /// renewals failed until it expired, or the store could not confirm it before a
+    /// write): it stopped writing at once. The process that holds the lease now
+    /// carries on; without one, the next run on the route resumes from the record.
+    #[error(
+        "stopped writing route '{route}': {detail}; weights last written and read back by this process: {in_force}; the lease holder (or the next run on the route) carries on from the record"
+    )]
+    LeaseLost {
+        /// The route.
+        route: String,
+        /// What happened to the lease.
+        detail: String,
+        /// The weights this process last wrote and read back.
+        in_force: Weights,
+    },
+    /// The route's record in the store does not allow this run: its open rollout has
+    /// other versions or another plan while the route is between versions, or the
+    /// route holds weights the record never wrote. Nothing was written.
+    #[error("route '{route}': {detail}; nothing written")]
+    Record {
+        /// The route.
+        route: String,
+        /// What the record says and what to do.
+        detail: String,
+        /// The weights in force, when the route was read.
+        in_force: Option<Weights>,
+    },
 }
 
 fn concurrent(
@@ -155,7 +187,9 @@ impl RolloutError {
             Self::RollbackFailed { in_force, .. } | Self::Unconfirmed { in_force, .. } => {
                 in_force.as_ref()
             }
-            Self::Config(_) | Self::Start { .. } => None,
+            Self::LeaseLost { in_force, .. } => Some(in_force),
+            Self::Record { in_force, .. } => in_force.as_ref(),
+            Self::Config(_) | Self::Start { .. } | Self::Store(_) => None,
         }
     }
 
@@ -168,6 +202,8 @@ impl RolloutError {
                 | Self::NotAtStart { .. }
                 | Self::NotResumable { .. }
                 | Self::UnexpectedTargets { .. }
+                | Self::Store(_)
+                | Self::Record { .. }
         )
     }
 }

@@ -184,16 +184,30 @@ impl fmt::Display for Event {
 pub(crate) struct Emitter {
     tx: Option<broadcast::Sender<(Duration, Event)>>,
     start: Instant,
+    /// With a rollout store: every event goes into the record too.
+    keeper: Option<std::sync::Arc<super::keeper::Keeper>>,
 }
 
 impl Emitter {
     /// `tx` is `None` when nobody subscribed: events are then only logged.
     pub(crate) fn new(tx: Option<broadcast::Sender<(Duration, Event)>>, start: Instant) -> Self {
-        Self { tx, start }
+        Self {
+            tx,
+            start,
+            keeper: None,
+        }
+    }
+
+    /// Records every later event through `keeper`.
+    pub(crate) fn record_to(&mut self, keeper: std::sync::Arc<super::keeper::Keeper>) {
+        self.keeper = Some(keeper);
     }
 
     pub(crate) fn send(&self, event: Event) {
         tracing::info!(event = %event, "rollout");
+        if let Some(keeper) = &self.keeper {
+            keeper.observe(&event);
+        }
         if let Some(tx) = &self.tx {
             // No receivers left is fine: events are optional.
             let _ = tx.send((self.start.elapsed(), event));

@@ -4,10 +4,13 @@ mod begin;
 mod error;
 mod events;
 mod handle;
+mod keeper;
 mod outcome;
 mod policy;
+mod resume;
 mod runner;
 mod set;
+mod stored;
 mod tally;
 mod writer;
 
@@ -29,6 +32,7 @@ pub use set::{SetReport, SetWeights};
 use crate::error::ConfigError;
 use crate::fleet::Fleet;
 use crate::health::{self, HealthCheck};
+use crate::store::{Holder, RolloutStore};
 use crate::strategy::{Stage, Strategy};
 use crate::traffic::{RouteRef, TrafficRouter, Weights};
 
@@ -57,6 +61,7 @@ pub(crate) struct Config {
     pub(crate) fleet: Option<Arc<dyn Fleet>>,
     pub(crate) policy: Policy,
     pub(crate) tracer: BoxedTracer,
+    pub(crate) store: Option<stored::StoreConfig>,
 }
 
 impl Rollout {
@@ -108,10 +113,15 @@ impl Rollout {
             control,
             control_tx,
         } = self;
-        drop(control_tx);
-        runner::Runner::new(cfg, events.into_inner(), control)
-            .run()
-            .await
+        match cfg.store.clone() {
+            Some(sc) => stored::run(cfg, events.into_inner(), control, control_tx, sc).await,
+            None => {
+                drop(control_tx);
+                runner::Runner::new(cfg, events.into_inner(), control)
+                    .run()
+                    .await
+            }
+        }
     }
 }
 
@@ -145,6 +155,12 @@ pub struct RolloutBuilder {
     policy: Policy,
     check_timeout_set: bool,
     tracer: Option<BoxedTracer>,
+    store: Option<Arc<dyn RolloutStore>>,
+    holder: Option<Holder>,
+    lease_ttl: Option<Duration>,
+    wait_for_lease: Option<Duration>,
+    max_record_entries: Option<usize>,
+    store_clock: Option<crate::store::Clock>,
 }
 
 macro_rules! policy_setter {
@@ -216,6 +232,54 @@ impl RolloutBuilder {
     /// provider's `meshkit` tracer.
     pub fn tracer(mut self, tracer: BoxedTracer) -> Self {
         self.tracer = Some(tracer);
+        self
+    }
+
+    /// Runs the rollout under a rollout store (see [`crate::store`]): the route's
+    /// lease is taken before the first read and kept with a heartbeat, every write is
+    /// fenced, every event is recorded, gates requested through the store are
+    /// applied, and an open record of the same rollout on the route is resumed.
+    /// Default: no store (the rollout lives only in this process).
+    pub fn store(mut self, store: Arc<dyn RolloutStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Who runs the rollout, in the lease and the record. Default:
+    /// [`Holder::current`] (`user@host:pid`).
+    pub fn holder(mut self, holder: Holder) -> Self {
+        self.holder = Some(holder);
+        self
+    }
+
+    /// How long the route's lease lasts without renewal: a crashed run's route can be
+    /// taken over after at most this long. Renewed every third of it; no write starts
+    /// with less than half of it left. Default: 30 s; at least 1 s, and at least twice
+    /// the call timeout.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = Some(ttl);
+        self
+    }
+
+    /// Waits up to `wait` for a route whose lease another process holds, instead of
+    /// failing at once with [`StoreError::Held`](crate::store::StoreError::Held).
+    pub fn wait_for_lease(mut self, wait: Duration) -> Self {
+        self.wait_for_lease = Some(wait);
+        self
+    }
+
+    /// Timeline lines kept per rollout in the store: check verdicts and retries beyond
+    /// it are counted, not kept (writes, gates and the end always are). Default:
+    /// [`DEFAULT_MAX_ENTRIES`](crate::store::DEFAULT_MAX_ENTRIES).
+    pub fn max_record_entries(mut self, n: usize) -> Self {
+        self.max_record_entries = Some(n);
+        self
+    }
+
+    /// The clock timeline lines are stamped with; give the same clock as the store's
+    /// when you gave it one. Default: the system clock.
+    pub fn store_clock(mut self, clock: crate::store::Clock) -> Self {
+        self.store_clock = Some(clock);
         self
     }
 
@@ -365,6 +429,31 @@ impl RolloutBuilder {
         let tracer = self
             .tracer
             .unwrap_or_else(|| opentelemetry::global::tracer("meshkit"));
+        let store = match self.store {
+            None => None,
+            Some(store) => {
+                let ttl = self.lease_ttl.unwrap_or(Duration::from_secs(30));
+                if ttl < Duration::from_secs(1) || ttl < self.policy.call_timeout * 2 {
+                    return Err(ConfigError::Policy {
+                        field: "lease_ttl",
+                        problem: format!(
+                            "{ttl:?} is too short: at least 1 s and twice the call timeout ({:?})",
+                            self.policy.call_timeout
+                        ),
+                    });
+                }
+                Some(stored::StoreConfig {
+                    store,
+                    holder: self.holder.unwrap_or_else(Holder::current),
+                    ttl,
+                    wait: self.wait_for_lease,
+                    max_entries: self
+                        .max_record_entries
+                        .unwrap_or(crate::store::DEFAULT_MAX_ENTRIES),
+                    clock: self.store_clock.unwrap_or_else(crate::store::system_clock),
+                })
+            }
+        };
         let events = std::sync::OnceLock::new();
         let (control_tx, control) = mpsc::unbounded_channel();
         let cfg = Config {
@@ -378,6 +467,7 @@ impl RolloutBuilder {
             fleet: self.fleet,
             policy: self.policy,
             tracer,
+            store,
         };
         Ok(Rollout {
             cfg,

@@ -3,22 +3,26 @@
 //! lives in plain values beside it: where to begin (`begin`), the verdict tally, the
 //! bake clock and the check before a shift (`tally`), safe writes (`writer`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::trace::{Span, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::begin::{Begin, Refusal, begin};
 use super::error::RolloutError;
 use super::events::{Emitter, Event};
 use super::handle::Control;
+use super::keeper::Keeper;
+use super::resume::{Resume, from_record};
 use super::tally::{BakeClock, Judgement, Tally, gate_needed};
 use super::writer::{Applied, Budget, WriteFail, Writer};
 use super::{Config, Outcome, RollbackReason};
 use crate::error::WeightsError;
 use crate::health::{CheckContext, Verdict};
+use crate::store::RolloutRecord;
 use crate::strategy::{Decision, Input, Position, Stage};
 use crate::traffic::{Convergence, Observed, Percent, Weights, client_token};
 
@@ -49,6 +53,12 @@ pub(crate) struct Runner {
     pub(crate) deadline: Instant,
     pub(crate) started: Instant,
     pub(crate) span_cx: Context,
+    /// With a rollout store: the keeper (lease, record, fence) and what it says when
+    /// the lease is lost.
+    pub(crate) keeper: Option<Arc<Keeper>>,
+    pub(crate) lost: Option<watch::Receiver<Option<String>>>,
+    /// The open record this run resumes, if any.
+    pub(crate) prior: Option<RolloutRecord>,
 }
 
 impl Runner {
@@ -80,7 +90,20 @@ impl Runner {
             deadline,
             started,
             span_cx,
+            keeper: None,
+            lost: None,
+            prior: None,
         }
+    }
+
+    /// Runs under the rollout store's lease: events go into the record, writes are
+    /// fenced, a lost lease stops the run; `prior` is the open record to resume.
+    pub(crate) fn with_store(mut self, keeper: Arc<Keeper>, prior: Option<RolloutRecord>) -> Self {
+        self.emit.record_to(keeper.clone());
+        self.lost = Some(keeper.lost());
+        self.keeper = Some(keeper);
+        self.prior = prior;
+        self
     }
 
     pub(crate) fn write_budget(&self) -> Budget {
@@ -181,6 +204,9 @@ impl Runner {
             placeholder,
             seed,
         );
+        if let Some(keeper) = &self.keeper {
+            writer.fenced(keeper.clone());
+        }
         let found = writer
             .read(budget)
             .await
@@ -199,9 +225,13 @@ impl Runner {
             policy.resume,
             policy.adopt,
         );
-        let Begin { decision, zeros } = match start {
-            Ok(b) => b,
-            Err(refusal) => {
+        let resumed = match self.prior.take() {
+            Some(rec) => self.from_record(&rec, &found.weights)?,
+            None => None,
+        };
+        let Begin { decision, zeros } = match (resumed, start) {
+            (Some(b), _) | (None, Ok(b)) => b,
+            (None, Err(refusal)) => {
                 let in_force = found.weights;
                 return Err(match refusal {
                     Refusal::UnexpectedTargets => {
@@ -233,6 +263,42 @@ impl Runner {
         writer.begin(found);
         self.zeros = zeros;
         Ok((writer, decision))
+    }
+
+    /// Where a rollout resumed from its store record carries on; `None` when nothing
+    /// was written yet (it begins as a new rollout would).
+    fn from_record(
+        &self,
+        rec: &RolloutRecord,
+        found: &Weights,
+    ) -> Result<Option<Begin>, RolloutError> {
+        let cfg = &self.cfg;
+        let stages = cfg.strategy.stages();
+        let zeros = found
+            .iter()
+            .filter(|(t, _)| *t != cfg.stable && *t != cfg.candidate)
+            .map(|(t, _)| t.to_owned())
+            .collect();
+        let decision = match from_record(&rec.progress, found, &cfg.stable, &cfg.candidate, &stages)
+        {
+            Ok(Resume::Fresh) => return Ok(None),
+            Ok(Resume::Stage(index)) => Decision::Run {
+                index,
+                stage: stages[index],
+            },
+            Ok(Resume::RollBack(reason)) => Decision::RollBack(RollbackReason::Resumed(reason)),
+            Err(detail) => {
+                return Err(RolloutError::Record {
+                    route: cfg.route.to_string(),
+                    detail: format!(
+                        "rollout {} cannot resume from its record: {detail}",
+                        rec.rollout.id
+                    ),
+                    in_force: Some(found.clone()),
+                });
+            }
+        };
+        Ok(Some(Begin { decision, zeros }))
     }
 
     /// The two-version split with `new_percent` on the new version, and any leftover
@@ -380,6 +446,11 @@ impl Runner {
     ) -> RolloutError {
         let route = self.cfg.route.to_string();
         match (fail, rollback) {
+            (WriteFail::LeaseLost(detail), _) => RolloutError::LeaseLost {
+                route,
+                detail,
+                in_force: last_written.clone(),
+            },
             (WriteFail::Concurrent { expected, found }, _) => RolloutError::ConcurrentWriter {
                 route,
                 expected: expected.weights,
@@ -693,6 +764,13 @@ impl Runner {
                     None => self.control_open = false,
                 },
                 _ = sleep_until(self.deadline) => return StageEnd::Failed(RollbackReason::DeadlineExceeded),
+                detail = lease_lost(&mut self.lost) => {
+                    return StageEnd::Stop(RolloutError::LeaseLost {
+                        route: self.cfg.route.to_string(),
+                        detail,
+                        in_force: writer.known().clone(),
+                    });
+                }
                 _ = sleep_until(next_ask), if converging.is_some() => {
                     let Some(target) = converging.take() else { continue };
                     let said = writer.converged_once(&target).await;
@@ -778,5 +856,20 @@ impl Runner {
             failures: self.tally.failures,
             inconclusive: self.tally.inconclusive,
         });
+    }
+}
+
+/// Resolves when the store says the lease is lost (never without a store).
+async fn lease_lost(lost: &mut Option<watch::Receiver<Option<String>>>) -> String {
+    let Some(rx) = lost else {
+        return std::future::pending().await;
+    };
+    loop {
+        if let Some(why) = rx.borrow_and_update().clone() {
+            return why;
+        }
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
     }
 }

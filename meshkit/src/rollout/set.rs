@@ -225,6 +225,12 @@ impl SetWeights {
                 in_force,
                 source: error,
             }),
+            // A one-off change is not fenced; kept for completeness.
+            Err(WriteFail::LeaseLost(detail)) => Err(RolloutError::LeaseLost {
+                route,
+                detail,
+                in_force: before.weights,
+            }),
         }
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep};
 
 use super::events::{Emitter, Event};
+use super::keeper::Keeper;
 use super::policy::Policy;
 use crate::traffic::{Convergence, TrafficError};
 use crate::traffic::{Observed, RouteRef, TrafficRouter, Weights, WriteRequest};
@@ -27,6 +28,9 @@ pub(crate) enum WriteFail {
         error: TrafficError,
         in_force: Option<Weights>,
     },
+    /// The rollout store did not confirm the lease before the write: nothing was
+    /// written, and nothing more may be.
+    LeaseLost(String),
 }
 
 /// What a successful [`Writer::apply`] found and did.
@@ -65,6 +69,8 @@ pub(crate) struct Writer {
     /// A write that certainly failed (throttled, refused) is not kept.
     pending: Vec<Weights>,
     rng: fastrand::Rng,
+    /// With a rollout store: the keeper that fences every write.
+    fence: Option<Arc<Keeper>>,
 }
 
 impl Writer {
@@ -84,7 +90,13 @@ impl Writer {
             known,
             pending: Vec::new(),
             rng: fastrand::Rng::with_seed(seed),
+            fence: None,
         }
+    }
+
+    /// Fences every later write through `keeper` (the rollout store's lease).
+    pub(crate) fn fenced(&mut self, keeper: Arc<Keeper>) {
+        self.fence = Some(keeper);
     }
 
     /// Takes `found`, the route as read at start, as the state meshkit expects.
@@ -267,6 +279,11 @@ impl Writer {
                 return Err(WriteFail::Failed { error, in_force });
             }
             attempt += 1;
+            if let Some(keeper) = &self.fence
+                && let Err(why) = keeper.fence(target).await
+            {
+                return Err(WriteFail::LeaseLost(why));
+            }
             self.expect_write(target);
             let limit = self.policy.call_timeout;
             let result = match tokio::time::timeout(limit, self.router.write(&self.route, &request))

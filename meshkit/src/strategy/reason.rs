@@ -21,6 +21,10 @@ pub enum RollbackReason {
     /// A forward weight change was written, but the data plane was not seen applying
     /// it within the settle time (measured traffic disagreed, or too few requests).
     NotApplied(String),
+    /// The rollout was rolling back when its process stopped (a crash, a lost
+    /// lease); the process that resumed it from the store's record finished the
+    /// rollback. The original reason, in words.
+    Resumed(String),
 }
 
 impl fmt::Display for RollbackReason {
@@ -32,6 +36,7 @@ impl fmt::Display for RollbackReason {
             Self::DeadlineExceeded => f.write_str("deadline exceeded"),
             Self::ProvisionFailed(r) => write!(f, "new version not ready: {r}"),
             Self::WriteFailed(r) => write!(f, "weight change failed: {r}"),
+            Self::Resumed(r) => write!(f, "rollback resumed from the record ({r})"),
             Self::NotApplied(r) => {
                 write!(f, "weights written but not applied by the data plane: {r}")
             }
