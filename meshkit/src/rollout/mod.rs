@@ -254,8 +254,9 @@ impl RolloutBuilder {
 
     /// How long the route's lease lasts without renewal: a crashed run's route can be
     /// taken over after at most this long. Renewed every third of it; no write starts
-    /// with less than half of it left. Default: 30 s; at least 1 s, and at least twice
-    /// the call timeout.
+    /// with less than half of it left, and since a write may take up to the call
+    /// timeout, the lease must be at least twice the call timeout (and at least 1 s).
+    /// Default: 60 s, or twice the call timeout when that is longer.
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.lease_ttl = Some(ttl);
         self
@@ -432,7 +433,9 @@ impl RolloutBuilder {
         let store = match self.store {
             None => None,
             Some(store) => {
-                let ttl = self.lease_ttl.unwrap_or(Duration::from_secs(30));
+                let ttl = self
+                    .lease_ttl
+                    .unwrap_or((self.policy.call_timeout * 2).max(Duration::from_secs(60)));
                 if ttl < Duration::from_secs(1) || ttl < self.policy.call_timeout * 2 {
                     return Err(ConfigError::Policy {
                         field: "lease_ttl",

@@ -19,7 +19,7 @@
 //!   fence is checked by the runner and not by the route: a process frozen for more
 //!   than half the lease time between its fence and its write (a VM paused mid-call)
 //!   is the one case the store cannot exclude; keep the lease time well above your
-//!   call timeouts (default lease 30 s).
+//!   call timeouts (the lease must be at least twice the call timeout; default 60 s).
 //! - **A record of every rollout** ([`RolloutRecord`]): id, route, versions,
 //!   strategy and plan, who ran it, every event, the end. The timeline is bounded
 //!   (1,000 lines by default: check verdicts beyond that are counted, not kept; writes,

@@ -200,6 +200,12 @@ pub fn policy(mut b: RolloutBuilder, spec: &Spec) -> Result<RolloutBuilder, Spec
     if let Some(d) = &p.deadline {
         b = b.deadline(d.value);
     }
+    if let Some(d) = &p.call_timeout {
+        b = b.call_timeout(d.value);
+    }
+    if let Some(d) = &p.lease_ttl {
+        b = b.lease_ttl(d.value);
+    }
     Ok(b)
 }
 

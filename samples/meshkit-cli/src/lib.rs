@@ -49,6 +49,7 @@ mod plan;
 mod route;
 mod run;
 mod signals;
+mod store;
 
 use clap::{Parser, Subcommand};
 
@@ -99,6 +100,16 @@ pub struct Cli {
     /// or `pass` (the AWS canary pipeline's rule: no data is healthy).
     #[arg(long, global = true, value_enum)]
     pub inconclusive: Option<spec::Inconclusive>,
+    /// The rollout store: `sqlite:PATH` or `dynamodb:TABLE`; `MESHKIT_STORE` works
+    /// too. Default: `sqlite:` the file `meshkit/rollouts.db` in `$XDG_STATE_HOME`
+    /// (or `~/.local/state`). It holds each route's lease, the record of every rollout
+    /// and the gates.
+    #[arg(long, global = true)]
+    pub store: Option<String>,
+    /// Who this process is in leases and records (a CI job, a replica). Default:
+    /// `user@host:pid`.
+    #[arg(long, global = true)]
+    pub holder: Option<String>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -122,6 +133,41 @@ pub enum Command {
         /// (set by a person or another tool), from the first step at or above it.
         #[arg(long)]
         adopt: bool,
+        /// When another process holds the route's lease, wait up to this long for it
+        /// (`90s`, `10m`) instead of stopping at once.
+        #[arg(long, value_parser = parse_wait)]
+        wait: Option<std::time::Duration>,
+    },
+    /// Hold the running rollout at its current stage (checks keep running): recorded
+    /// in the store, applied by the process running it at its next check round.
+    Pause {
+        /// The spec file.
+        spec: String,
+    },
+    /// Undo `pause`.
+    Resume {
+        /// The spec file.
+        spec: String,
+    },
+    /// The rollouts recorded in the store, newest first (a table; JSON lines with
+    /// `--json`).
+    History {
+        /// Only this route (as recorded: an ARN, a Lattice route, an App Mesh route).
+        route: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One rollout's record: plan, attempts, progress and its event timeline.
+    Show {
+        /// The rollout id (from `history`).
+        id: String,
+    },
+    /// Look after the rollout store itself.
+    Store {
+        /// What to do.
+        #[command(subcommand)]
+        action: StoreAction,
     },
     /// Print the route's current weights.
     Status {
@@ -150,17 +196,41 @@ pub enum Command {
     },
 }
 
+/// What `meshkit store` does.
+#[derive(Debug, Subcommand)]
+pub enum StoreAction {
+    /// Create the DynamoDB table `--store dynamodb:TABLE` names (on-demand, key
+    /// `pk`/`sk`); a table that exists is left as it is.
+    CreateTable,
+    /// Delete the records of rollouts that ended longer ago than `--older-than`
+    /// (open rollouts are kept).
+    Prune {
+        /// The age (`90d` is not a unit: use hours, e.g. `2160h`, or `30m`, `10s`).
+        #[arg(long, value_parser = parse_wait)]
+        older_than: std::time::Duration,
+    },
+}
+
 impl Command {
-    /// The spec file the command reads.
-    pub fn spec(&self) -> &str {
+    /// The spec file the command reads (`history` and `show` read only the store).
+    pub fn spec(&self) -> Option<&str> {
         match self {
             Self::Plan { spec }
             | Self::Run { spec, .. }
             | Self::Status { spec }
+            | Self::Pause { spec }
+            | Self::Resume { spec }
             | Self::Promote { spec, .. }
-            | Self::Rollback { spec, .. } => spec,
+            | Self::Rollback { spec, .. } => Some(spec),
+            Self::History { .. } | Self::Show { .. } | Self::Store { .. } => None,
         }
     }
+}
+
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    spec::Dur::parse(s)
+        .map(|d| d.value)
+        .ok_or_else(|| format!("'{s}' is not a duration (e.g. 90s, 10m)"))
 }
 
 /// Says why the command stops, on stderr, and with `--json` as the last line on
@@ -184,7 +254,14 @@ pub(crate) fn failed(cli: &Cli, code: u8, message: &str) -> u8 {
 
 /// Runs the command; returns the exit code.
 pub async fn run(cli: Cli) -> u8 {
-    let path = cli.command.spec().to_owned();
+    let path = match &cli.command {
+        Command::History { route, limit } => {
+            return store::history(&cli, route.as_deref(), *limit).await;
+        }
+        Command::Show { id } => return store::show(&cli, id).await,
+        Command::Store { action } => return store::admin(&cli, action).await,
+        other => other.spec().unwrap_or_default().to_owned(),
+    };
     let needs_route = !matches!(cli.command, Command::Plan { .. });
     let loaded = match load::load(&cli, &path, needs_route).await {
         Ok(l) => l,
@@ -200,9 +277,12 @@ pub async fn run(cli: Cli) -> u8 {
     };
     match &cli.command {
         Command::Plan { .. } => plan::plan(&cli, &loaded),
-        Command::Run { adopt, .. } => run::run(&cli, &loaded, *adopt).await,
+        Command::Run { adopt, wait, .. } => run::run(&cli, &loaded, *adopt, *wait).await,
         Command::Status { .. } => route::status(&cli, &loaded).await,
+        Command::Pause { .. } => route::gate(&cli, &loaded, meshkit::store::Gate::Pause).await,
+        Command::Resume { .. } => route::gate(&cli, &loaded, meshkit::store::Gate::Resume).await,
         Command::Promote { force, .. } => route::set(&cli, &loaded, 100, *force).await,
         Command::Rollback { force, .. } => route::set(&cli, &loaded, 0, *force).await,
+        Command::History { .. } | Command::Show { .. } | Command::Store { .. } => exit::OK,
     }
 }

@@ -103,6 +103,17 @@ async fn open(cli: &Cli, loaded: &Loaded) -> Result<Opened, u8> {
 
 /// Prints the route's weights and revision.
 pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
+    let key = build::route_name(&loaded.spec);
+    let holder = match crate::store::holder_of(cli, &key).await {
+        Ok(h) => h,
+        Err(e) => {
+            return crate::failed(
+                cli,
+                exit::FAILED,
+                &format!("cannot read the rollout store: {e}"),
+            );
+        }
+    };
     // A load balancer's status reads the route alone: its target groups need not
     // resolve (one may have been deleted since).
     let (router, rr): (Arc<dyn TrafficRouter>, RouteRef) = if matches!(
@@ -133,10 +144,15 @@ pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
     match router.read(&rr).await {
         Ok(now) => {
             if cli.json {
+                let lease = holder.as_ref().map(|l| json!({
+                    "holder": l.holder.name, "host": l.holder.host, "pid": l.holder.pid,
+                    "since": meshkit::store::utc(l.since), "expires": meshkit::store::utc(l.expires),
+                    "rollout": l.rollout, "token": l.token,
+                }));
                 out!(
                     "{}",
                     json!({"route": rr.as_str(), "weights": now.weights.to_string(),
-                           "revision": now.revision})
+                           "revision": now.revision, "lease": lease})
                 );
             } else {
                 let what = if loaded.spec.route.backend == Backend::Appmesh {
@@ -149,6 +165,16 @@ pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
                     now.weights,
                     now.revision.as_deref().unwrap_or("?")
                 );
+                match &holder {
+                    Some(l) => out!(
+                        "rollout {} running, lease held by {} since {} (expires {})",
+                        l.rollout.as_deref().unwrap_or("?"),
+                        l.holder,
+                        meshkit::store::utc(l.since),
+                        meshkit::store::utc(l.expires)
+                    ),
+                    None => out!("no rollout running (the route's lease is free)"),
+                }
             }
             exit::OK
         }
@@ -159,7 +185,51 @@ pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
 /// Sets `new_percent` on the new version (100: promote, 0: roll back) with the
 /// runner's guarantees: retried, read back, and refused if the route changes between
 /// the read this command shows and the write.
+/// How long a gate is waited for: two of the spec's check intervals and 5 s.
+fn gate_wait(loaded: &Loaded) -> std::time::Duration {
+    let interval = loaded
+        .spec
+        .policy
+        .check_interval
+        .as_ref()
+        .map_or(std::time::Duration::from_secs(10), |d| d.value);
+    interval * 2 + std::time::Duration::from_secs(5)
+}
+
+/// `pause` / `resume`: a gate for the running rollout, through the store.
+pub(crate) async fn gate(cli: &Cli, loaded: &Loaded, gate: meshkit::store::Gate) -> u8 {
+    let key = build::route_name(&loaded.spec);
+    match crate::store::ask(cli, &key, gate, gate_wait(loaded)).await {
+        Ok(asked) => crate::store::said(cli, gate, &asked),
+        Err(e) => crate::failed(cli, exit::FAILED, &format!("cannot record the {gate}: {e}")),
+    }
+}
+
+/// Sets `new_percent` on the new version (100: promote, 0: roll back). While a
+/// rollout runs on the route (its lease is held), this is a gate recorded in the
+/// store for the process running it, which applies it at its next check round.
 pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8, force: bool) -> u8 {
+    let gate = if new_percent == 100 {
+        meshkit::store::Gate::Promote
+    } else {
+        meshkit::store::Gate::Rollback
+    };
+    let key = build::route_name(&loaded.spec);
+    match crate::store::ask(cli, &key, gate, gate_wait(loaded)).await {
+        Ok(crate::store::Asked::NoHolder) => set_directly(cli, loaded, new_percent, force).await,
+        Ok(asked) => crate::store::said(cli, gate, &asked),
+        Err(e) => crate::failed(
+            cli,
+            exit::FAILED,
+            &format!("cannot read the rollout store: {e}; nothing written"),
+        ),
+    }
+}
+
+/// Sets `new_percent` on the new version with the
+/// runner's guarantees: retried, read back, and refused if the route changes between
+/// the read this command shows and the write.
+async fn set_directly(cli: &Cli, loaded: &Loaded, new_percent: u8, force: bool) -> u8 {
     let opened = match open(cli, loaded).await {
         Ok(o) => o,
         Err(code) => return code,

@@ -24,7 +24,12 @@ fn needs_aws(spec: &Spec) -> bool {
 }
 
 /// Runs the rollout of `loaded`; returns the exit code.
-pub(crate) async fn run(cli: &Cli, loaded: &Loaded, adopt: bool) -> u8 {
+pub(crate) async fn run(
+    cli: &Cli,
+    loaded: &Loaded,
+    adopt: bool,
+    wait: Option<std::time::Duration>,
+) -> u8 {
     let spec = &loaded.spec;
     let sdk = if needs_aws(spec) {
         match aws_env::sdk(cli).await {
@@ -111,9 +116,19 @@ pub(crate) async fn run(cli: &Cli, loaded: &Loaded, adopt: bool) -> u8 {
             return exit::INVALID;
         }
     };
-    let rollout = match rollout_builder(spec, router, checks)
-        .and_then(|b| b.adopt(adopt).build().map_err(build::config_error_in(spec)))
-    {
+    let store = match crate::store::open(cli).await {
+        Ok(s) => s,
+        Err(e) => return crate::failed(cli, exit::INVALID, &e),
+    };
+    let holder = crate::store::holder(cli);
+    let rollout = match rollout_builder(spec, router, checks).and_then(|b| {
+        let b = b.adopt(adopt).store(store).holder(holder);
+        let b = match wait {
+            Some(w) => b.wait_for_lease(w),
+            None => b,
+        };
+        b.build().map_err(build::config_error_in(spec))
+    }) {
         Ok(r) => r,
         Err(e) => {
             err!("meshkit: invalid spec: {e}");

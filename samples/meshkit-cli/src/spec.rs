@@ -666,6 +666,12 @@ pub struct PolicySpec {
     pub inconclusive: Option<Inconclusive>,
     /// With `inconclusive = "fail"`: how many in a row roll back. Default 3.
     pub inconclusive_limit: Option<u32>,
+    /// How long one call to the route's backend may take. Default 30s.
+    pub call_timeout: Option<Dur>,
+    /// How long the route's lease in the rollout store lasts without renewal: a
+    /// crashed run's route is taken over after at most this long. At least twice
+    /// `call_timeout`. Default 60s.
+    pub lease_ttl: Option<Dur>,
 }
 
 /// The spec's words for [`meshkit::rollout::InconclusivePolicy`].

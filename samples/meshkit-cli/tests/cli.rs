@@ -632,6 +632,10 @@ fn the_local_gateway_keeps_answering_past_its_descriptor_limit() {
         ),
     );
     let mut run = Command::new("sh")
+        .env(
+            "MESHKIT_STORE",
+            format!("sqlite:{}", dir.join("rollouts.db").display()),
+        )
         .arg("-c")
         .arg(format!(
             "ulimit -n 256 && exec {} run {}",

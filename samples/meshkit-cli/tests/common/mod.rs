@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// `meshkit` with test credentials, region `us-east-1`, no profile files, no instance
-/// metadata, and `--endpoint-url` when given.
+/// metadata, its own rollout store in `dir`, and `--endpoint-url` when given.
 pub fn meshkit(endpoint: Option<&str>, dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_meshkit"));
     c.env("AWS_ACCESS_KEY_ID", "testing")
@@ -16,7 +16,12 @@ pub fn meshkit(endpoint: Option<&str>, dir: &Path) -> Command {
         .env("AWS_CONFIG_FILE", dir.join("no-config"))
         .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-credentials"))
         .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL");
+        .env_remove("AWS_ENDPOINT_URL")
+        // Each test's own rollout store, not the user's.
+        .env(
+            "MESHKIT_STORE",
+            format!("sqlite:{}", dir.join("rollouts.db").display()),
+        );
     if let Some(url) = endpoint {
         c.arg("--endpoint-url").arg(url);
     }
