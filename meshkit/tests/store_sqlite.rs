@@ -80,3 +80,53 @@ async fn fifty_seeded_kill_and_takeover_schedules_end_safely() {
         "kills {kills}, thefts {thefts}"
     );
 }
+
+/// The store's cost: calls per rollout, per step and per heartbeat, counted on a
+/// 3-step canary (4 writes with the retire) baking 60 s per step with 10 s checks and a
+/// 60 s lease. Figures in benches/README.md.
+#[tokio::test(start_paused = true)]
+async fn store_calls_per_step_and_heartbeat() {
+    let dir = tempdir::Dir::new("cost");
+    let clock = ManualClock::new();
+    let store = SqliteStore::open(dir.0.join("rollouts.db"))
+        .unwrap()
+        .with_clock(clock.clock());
+    let mut w = World::new(Arc::new(store), clock, Duration::from_secs(10));
+    w.ttl = Duration::from_secs(60);
+    let outcome = w
+        .spawn("ci-1", meshkit_testing::ScriptedHealthCheck::healthy())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(outcome.is_promoted());
+    let calls = w.ledger.calls.lock().unwrap().clone();
+    let get = |m: &str| calls.get(m).copied().unwrap_or(0);
+    let writes = w.writes.load(std::sync::atomic::Ordering::SeqCst) as u64;
+    assert_eq!(writes, 4);
+    // One fence per route write, nothing else on the write path.
+    assert_eq!(get("fence"), writes, "{calls:?}");
+    assert_eq!(
+        (get("acquire"), get("open"), get("release")),
+        (1, 1, 1),
+        "{calls:?}"
+    );
+    // Gates: one read per check round; heartbeats: one per 20 s (a third of 60 s).
+    let elapsed = match outcome {
+        meshkit::Outcome::Promoted { elapsed, .. } => elapsed.as_secs(),
+        other => panic!("{other}"),
+    };
+    assert!(
+        get("gates") <= elapsed / 10 + 2,
+        "{calls:?} over {elapsed} s"
+    );
+    assert!(
+        get("renew") <= elapsed / 20 + 1,
+        "{calls:?} over {elapsed} s"
+    );
+    // Record writes: at most one per check round and step event burst.
+    assert!(
+        get("record") <= elapsed / 10 + 4 * 3,
+        "{calls:?} over {elapsed} s"
+    );
+    eprintln!("store calls over a {elapsed} s, 4-write rollout: {calls:?}");
+}

@@ -416,12 +416,20 @@ impl DynamoStore {
         margin: Duration,
     ) -> Result<(), StoreError> {
         let now = self.now();
-        let rec = self
-            .get_record_item(id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
-        let route = get_s(&rec, "route").ok_or_else(|| corrupt("route"))?;
-        let started = get_n(&rec, "started").ok_or_else(|| corrupt("started"))?;
+        // The record's route and start name its history lines: read only to end it.
+        let (route, started) = match &u.end {
+            Some(_) => {
+                let rec = self
+                    .get_record_item(id)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+                (
+                    get_s(&rec, "route").ok_or_else(|| corrupt("route"))?,
+                    get_n(&rec, "started").ok_or_else(|| corrupt("started"))?,
+                )
+            }
+            None => (String::new(), 0),
+        };
         let chunks: Vec<&[Entry]> = if u.entries.is_empty() {
             vec![&[]]
         } else {

@@ -50,6 +50,14 @@ impl ManualClock {
 pub struct Ledger {
     holder: Mutex<HashMap<String, Lease>>,
     pub violations: Mutex<Vec<String>>,
+    /// Store calls by method.
+    pub calls: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+impl Ledger {
+    fn count(&self, method: &'static str) {
+        *self.calls.lock().unwrap().entry(method).or_insert(0) += 1;
+    }
 }
 
 /// A store that keeps the [`Ledger`] from its answers.
@@ -73,6 +81,7 @@ impl RolloutStore for Tracking {
         holder: &Holder,
         ttl: Duration,
     ) -> Result<Lease, StoreError> {
+        self.ledger.count("acquire");
         let l = self.inner.acquire(route, holder, ttl).await?;
         self.ledger
             .holder
@@ -82,6 +91,7 @@ impl RolloutStore for Tracking {
         Ok(l)
     }
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, StoreError> {
+        self.ledger.count("renew");
         let l = self.inner.renew(lease, ttl).await?;
         let mut h = self.ledger.holder.lock().unwrap();
         if h.get(&l.route).is_some_and(|c| c.token == l.token) {
@@ -90,12 +100,15 @@ impl RolloutStore for Tracking {
         Ok(l)
     }
     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.ledger.count("release");
         self.inner.release(lease).await
     }
     async fn lease(&self, route: &str) -> Result<Option<Lease>, StoreError> {
+        self.ledger.count("lease");
         self.inner.lease(route).await
     }
     async fn open(&self, lease: &Lease, rollout: &NewRollout) -> Result<(), StoreError> {
+        self.ledger.count("open");
         self.inner.open(lease, rollout).await
     }
     async fn record(
@@ -104,6 +117,7 @@ impl RolloutStore for Tracking {
         id: &str,
         update: &RecordUpdate,
     ) -> Result<(), StoreError> {
+        self.ledger.count("record");
         self.inner.record(lease, id, update).await
     }
     async fn fence(
@@ -114,21 +128,27 @@ impl RolloutStore for Tracking {
         update: &RecordUpdate,
         margin: Duration,
     ) -> Result<(), StoreError> {
+        self.ledger.count("fence");
         self.inner.fence(lease, id, pending, update, margin).await
     }
     async fn open_rollout(&self, route: &str) -> Result<Option<RolloutRecord>, StoreError> {
+        self.ledger.count("open_rollout");
         self.inner.open_rollout(route).await
     }
     async fn get(&self, id: &str) -> Result<Option<RolloutRecord>, StoreError> {
+        self.ledger.count("get");
         self.inner.get(id).await
     }
     async fn history(&self, route: Option<&str>, limit: usize) -> Result<Vec<Summary>, StoreError> {
+        self.ledger.count("history");
         self.inner.history(route, limit).await
     }
     async fn request(&self, id: &str, gate: Gate, by: &str) -> Result<GateRequest, StoreError> {
+        self.ledger.count("request");
         self.inner.request(id, gate, by).await
     }
     async fn gates(&self, id: &str) -> Result<Vec<GateRequest>, StoreError> {
+        self.ledger.count("gates");
         self.inner.gates(id).await
     }
     async fn gate_applied(
@@ -138,9 +158,11 @@ impl RolloutStore for Tracking {
         gate: &GateRequest,
         entry: &Entry,
     ) -> Result<(), StoreError> {
+        self.ledger.count("gate_applied");
         self.inner.gate_applied(lease, id, gate, entry).await
     }
     async fn prune(&self, ended_before: SystemTime) -> Result<usize, StoreError> {
+        self.ledger.count("prune");
         self.inner.prune(ended_before).await
     }
 }
@@ -209,6 +231,8 @@ pub struct World {
     pub writing: Arc<AtomicUsize>,
     pub writes: Arc<AtomicUsize>,
     pub interval: Duration,
+    /// The processes' lease time (default [`TTL`]).
+    pub ttl: Duration,
 }
 
 impl World {
@@ -227,6 +251,7 @@ impl World {
             writing: Arc::new(AtomicUsize::new(0)),
             writes: Arc::new(AtomicUsize::new(0)),
             interval,
+            ttl: TTL,
         }
     }
 
@@ -254,7 +279,7 @@ impl World {
             .settle_timeout(Duration::from_millis(900))
             .store(Arc::new(self.store.clone()))
             .holder(Holder::named(name))
-            .lease_ttl(TTL)
+            .lease_ttl(self.ttl)
             .store_clock(self.clock.clock())
             .build()
             .unwrap()
