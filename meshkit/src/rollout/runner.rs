@@ -226,7 +226,17 @@ impl Runner {
             policy.adopt,
         );
         let resumed = match self.prior.take() {
-            Some(rec) => self.from_record(&rec, &found.weights)?,
+            Some(rec) => {
+                self.resume_point(&rec, &found.weights)
+                    .map_err(|detail| RolloutError::Record {
+                        route: cfg.route.to_string(),
+                        detail: format!(
+                            "rollout {} cannot resume from its record: {detail}",
+                            rec.rollout.id
+                        ),
+                        in_force: Some(found.weights.clone()),
+                    })?
+            }
             None => None,
         };
         let Begin { decision, zeros } = match (resumed, start) {
@@ -266,12 +276,9 @@ impl Runner {
     }
 
     /// Where a rollout resumed from its store record carries on; `None` when nothing
-    /// was written yet (it begins as a new rollout would).
-    fn from_record(
-        &self,
-        rec: &RolloutRecord,
-        found: &Weights,
-    ) -> Result<Option<Begin>, RolloutError> {
+    /// was written yet (it begins as a new rollout would); `Err` says why the record
+    /// and the route disagree.
+    fn resume_point(&self, rec: &RolloutRecord, found: &Weights) -> Result<Option<Begin>, String> {
         let cfg = &self.cfg;
         let stages = cfg.strategy.stages();
         let zeros = found
@@ -279,25 +286,18 @@ impl Runner {
             .filter(|(t, _)| *t != cfg.stable && *t != cfg.candidate)
             .map(|(t, _)| t.to_owned())
             .collect();
-        let decision = match from_record(&rec.progress, found, &cfg.stable, &cfg.candidate, &stages)
-        {
-            Ok(Resume::Fresh) => return Ok(None),
-            Ok(Resume::Stage(index)) => Decision::Run {
-                index,
-                stage: stages[index],
-            },
-            Ok(Resume::RollBack(reason)) => Decision::RollBack(RollbackReason::Resumed(reason)),
-            Err(detail) => {
-                return Err(RolloutError::Record {
-                    route: cfg.route.to_string(),
-                    detail: format!(
-                        "rollout {} cannot resume from its record: {detail}",
-                        rec.rollout.id
-                    ),
-                    in_force: Some(found.clone()),
-                });
-            }
-        };
+        let decision =
+            match from_record(&rec.progress, found, &cfg.stable, &cfg.candidate, &stages)? {
+                Resume::Fresh => return Ok(None),
+                Resume::Stage(index) => Decision::Run {
+                    index,
+                    stage: stages
+                        .get(index)
+                        .copied()
+                        .ok_or_else(|| format!("the plan has no stage {index}"))?,
+                },
+                Resume::RollBack(reason) => Decision::RollBack(RollbackReason::Resumed(reason)),
+            };
         Ok(Some(Begin { decision, zeros }))
     }
 

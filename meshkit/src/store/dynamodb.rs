@@ -576,7 +576,7 @@ impl RolloutStore for DynamoStore {
                     if to_ms(l.expires) > now {
                         return Err(StoreError::Held {
                             route: route.to_owned(),
-                            holder: l.holder,
+                            holder: Box::new(l.holder),
                             since: l.since,
                             expires: l.expires,
                             rollout: l.rollout,

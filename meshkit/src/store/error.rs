@@ -19,7 +19,7 @@ pub enum StoreError {
         /// The route.
         route: String,
         /// Who holds it.
-        holder: Holder,
+        holder: Box<Holder>,
         /// Since when.
         since: SystemTime,
         /// When the lease expires unless renewed.

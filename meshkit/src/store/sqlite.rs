@@ -133,6 +133,17 @@ impl SqliteStore {
         }
     }
 
+    /// How long a change waits for a file another process has locked before it fails
+    /// with [`StoreError::Busy`] (the runner then retries it). Default: 5 s.
+    pub fn with_busy_timeout(self, wait: Duration) -> Result<Self, StoreError> {
+        self.conn
+            .lock()
+            .map_err(|_| StoreError::Unavailable("the store's connection was poisoned".into()))?
+            .busy_timeout(wait)
+            .map_err(sql_error)?;
+        Ok(self)
+    }
+
     /// Reads lease times from `clock` instead of the system clock (for tests).
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
@@ -425,7 +436,7 @@ impl RolloutStore for SqliteStore {
                     let held = lease_from(&route, t, &h, since, expires, rollout)?;
                     return Err(StoreError::Held {
                         route,
-                        holder: held.holder,
+                        holder: Box::new(held.holder),
                         since: held.since,
                         expires: held.expires,
                         rollout: held.rollout,

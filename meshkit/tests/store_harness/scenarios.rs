@@ -255,7 +255,7 @@ pub async fn seeded(w: &World, seed: u64) -> Schedule {
         let steal = rng.bool();
         // Wait for the writes, or for the process to end first.
         let ended = tokio::select! {
-            r = &mut Box::pin(async { w.until_writes(writes).await }) => { let _ = r; false }
+            () = w.until_writes(writes) => false,
             _ = tokio::time::sleep(w.interval * 60) => true,
         };
         for _ in 0..yields {
