@@ -72,8 +72,10 @@ fn start(
     dir: &Path,
     spec: &Path,
     args: &[&str],
+    host: &str,
 ) -> (Child, std::sync::mpsc::Receiver<String>) {
     let mut child = meshkit(Some(endpoint), dir)
+        .env("HOSTNAME", host)
         .args(args)
         .args(["run", "--json"])
         .arg(spec)
@@ -115,11 +117,13 @@ fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
 /// holder waits for the lease to expire, takes over from the record and promotes;
 /// history shows one rollout with both attempts.
 fn one_run_per_route_and_takeover(moto: &MotoServer, dir: &Path, store: &[&str], spec: &Path) {
+    // The two holders as two machines: the host is part of who holds the lease.
     let (mut first, rx) = start(
         moto.endpoint(),
         dir,
         spec,
         &[store, &["--holder", "ci-1"]].concat(),
+        "host-a",
     );
     wait_for(&rx, "WeightsWritten");
     let second = meshkit(Some(moto.endpoint()), dir)
@@ -143,12 +147,14 @@ fn one_run_per_route_and_takeover(moto: &MotoServer, dir: &Path, store: &[&str],
     assert_eq!(status.status.code(), Some(0), "{}", text(&status));
     let st: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(st["lease"]["holder"], "ci-1", "{st}");
+    assert_eq!(st["lease"]["host"], "host-a", "{st}");
     assert_eq!(st["weights"], "web-v1=90 web-v2=10", "{st}");
 
     first.kill().unwrap(); // SIGKILL: no rollback, no release
     let _ = first.wait();
     let killed = Instant::now();
     let third = meshkit(Some(moto.endpoint()), dir)
+        .env("HOSTNAME", "host-b")
         .args(store)
         .args(["--holder", "ci-2", "run", "--json", "--wait", "20s"])
         .arg(spec)
@@ -171,7 +177,16 @@ fn one_run_per_route_and_takeover(moto: &MotoServer, dir: &Path, store: &[&str],
         took >= Duration::from_millis(1500) && took < Duration::from_secs(15),
         "{took:?}"
     );
-    eprintln!("takeover after kill -9 with a 2 s lease: {took:?} to promoted");
+    // The run's own clock starts once it holds the lease: the rest is the wait.
+    let ran = lines.iter().rev().find_map(|l| l["t_ms"].as_u64()).unwrap();
+    let resumed_after = (took.as_millis() as u64).saturating_sub(ran);
+    assert!(
+        (1500..10_000).contains(&resumed_after),
+        "resumed {resumed_after} ms after the kill"
+    );
+    eprintln!(
+        "takeover after kill -9 with a 2 s lease: resumed after {resumed_after} ms, promoted after {took:?}"
+    );
 
     let history = meshkit(Some(moto.endpoint()), dir)
         .args(store)
@@ -254,7 +269,13 @@ async fn gates_from_another_shell_go_through_the_store() {
     let dir = temp_dir("store-gates");
     let spec = spec(&dir, &topo, "60s");
     tokio::task::block_in_place(|| {
-        let (mut run, rx) = start(moto.endpoint(), &dir, &spec, &["--holder", "ci-1"]);
+        let (mut run, rx) = start(
+            moto.endpoint(),
+            &dir,
+            &spec,
+            &["--holder", "ci-1"],
+            "host-a",
+        );
         wait_for(&rx, "WeightsWritten");
         let asked = Instant::now();
         let pause = meshkit(Some(moto.endpoint()), &dir)
