@@ -320,12 +320,13 @@ impl DynamoStore {
         }
     }
 
-    async fn get_lease_item(&self, route: &str) -> Result<Option<Item>, StoreError> {
+    /// One item by key, read consistently.
+    async fn get_item(&self, key: Item) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(lease_key(route)))
+            .set_key(Some(key))
             .consistent_read(true)
             .send()
             .await
@@ -333,17 +334,12 @@ impl DynamoStore {
         Ok(out.item)
     }
 
+    async fn get_lease_item(&self, route: &str) -> Result<Option<Item>, StoreError> {
+        self.get_item(lease_key(route)).await
+    }
+
     async fn get_record_item(&self, id: &str) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(record_key(id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error(&self.table, e))?;
-        Ok(out.item)
+        self.get_item(record_key(id)).await
     }
 
     /// Runs `items` as one transaction; a failed condition is a lost lease.
