@@ -105,6 +105,11 @@ impl Keeper {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The lease's fencing token.
+    pub(crate) fn token(&self) -> u64 {
+        self.lease().token
+    }
+
     /// A receiver told (once) why the lease was lost.
     pub(crate) fn lost(&self) -> watch::Receiver<Option<String>> {
         self.lost.subscribe()

@@ -161,6 +161,7 @@ pub struct RolloutBuilder {
     wait_for_lease: Option<Duration>,
     max_record_entries: Option<usize>,
     store_clock: Option<crate::store::Clock>,
+    store_key: Option<String>,
 }
 
 macro_rules! policy_setter {
@@ -242,6 +243,14 @@ impl RolloutBuilder {
     /// Default: no store (the rollout lives only in this process).
     pub fn store(mut self, store: Arc<dyn RolloutStore>) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// The route's key in the store: its lease and its records. Default: the route's
+    /// name. Give one when routes of different routers share names (two local meshes,
+    /// two App Mesh meshes with the same route names in different accounts).
+    pub fn store_key(mut self, key: impl Into<String>) -> Self {
+        self.store_key = Some(key.into());
         self
     }
 
@@ -446,6 +455,7 @@ impl RolloutBuilder {
                     });
                 }
                 Some(stored::StoreConfig {
+                    key: self.store_key.unwrap_or_else(|| route.to_string()),
                     store,
                     holder: self.holder.unwrap_or_else(Holder::current),
                     ttl,

@@ -101,6 +101,10 @@ impl Runner {
     pub(crate) fn with_store(mut self, keeper: Arc<Keeper>, prior: Option<RolloutRecord>) -> Self {
         self.emit.record_to(keeper.clone());
         self.lost = Some(keeper.lost());
+        // Every write's client token carries the lease's fencing token: it grows with
+        // each holder of the route, so it also tells this run's writes from a
+        // crashed holder's.
+        self.run_nonce = u32::try_from(keeper.token() & u64::from(u32::MAX)).unwrap_or(0);
         self.keeper = Some(keeper);
         self.prior = prior;
         self

@@ -22,6 +22,8 @@ use crate::traffic::Weights;
 /// The store settings of a rollout ([`crate::RolloutBuilder::store`]).
 #[derive(Clone)]
 pub(crate) struct StoreConfig {
+    /// The route's key in the store.
+    pub(crate) key: String,
     pub(crate) store: Arc<dyn RolloutStore>,
     pub(crate) holder: Holder,
     pub(crate) ttl: Duration,
@@ -130,7 +132,7 @@ pub(crate) async fn run(
     control_tx: mpsc::UnboundedSender<Control>,
     sc: StoreConfig,
 ) -> Result<Outcome, RolloutError> {
-    let route = cfg.route.to_string();
+    let route = sc.key.clone();
     let lease = acquire(&sc, &route).await?;
     let release = |lease: Lease| {
         let store = sc.store.clone();

@@ -79,6 +79,15 @@ pub fn resolution(spec: &Spec) -> Percent {
     }
 }
 
+/// The route's key in the rollout store: its name, or for the local backend (whose
+/// routes are all named `local`, one mesh per process) the gateway's address.
+pub fn store_key(spec: &Spec) -> String {
+    match (spec.route.backend, &spec.route.listen) {
+        (Backend::Local, Some(listen)) => format!("local:{listen}"),
+        _ => route_name(spec),
+    }
+}
+
 /// The local backend's addresses: gateway, stable, new.
 pub fn local_addrs(spec: &Spec) -> Result<Option<[SocketAddr; 3]>, SpecError> {
     let r = &spec.route;

@@ -103,7 +103,7 @@ async fn open(cli: &Cli, loaded: &Loaded) -> Result<Opened, u8> {
 
 /// Prints the route's weights and revision.
 pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
-    let key = build::route_name(&loaded.spec);
+    let key = build::store_key(&loaded.spec);
     let holder = match crate::store::holder_of(cli, &key).await {
         Ok(h) => h,
         Err(e) => {
@@ -198,7 +198,7 @@ fn gate_wait(loaded: &Loaded) -> std::time::Duration {
 
 /// `pause` / `resume`: a gate for the running rollout, through the store.
 pub(crate) async fn gate(cli: &Cli, loaded: &Loaded, gate: meshkit::store::Gate) -> u8 {
-    let key = build::route_name(&loaded.spec);
+    let key = build::store_key(&loaded.spec);
     match crate::store::ask(cli, &key, gate, gate_wait(loaded)).await {
         Ok(asked) => crate::store::said(cli, gate, &asked),
         Err(e) => crate::failed(cli, exit::FAILED, &format!("cannot record the {gate}: {e}")),
@@ -214,7 +214,7 @@ pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8, force: bool
     } else {
         meshkit::store::Gate::Rollback
     };
-    let key = build::route_name(&loaded.spec);
+    let key = build::store_key(&loaded.spec);
     match crate::store::ask(cli, &key, gate, gate_wait(loaded)).await {
         Ok(crate::store::Asked::NoHolder) => set_directly(cli, loaded, new_percent, force).await,
         Ok(asked) => crate::store::said(cli, gate, &asked),

@@ -122,7 +122,11 @@ pub(crate) async fn run(
     };
     let holder = crate::store::holder(cli);
     let rollout = match rollout_builder(spec, router, checks).and_then(|b| {
-        let b = b.adopt(adopt).store(store).holder(holder);
+        let b = b
+            .adopt(adopt)
+            .store(store)
+            .store_key(build::store_key(spec))
+            .holder(holder);
         let b = match wait {
             Some(w) => b.wait_for_lease(w),
             None => b,
