@@ -130,3 +130,91 @@ async fn store_calls_per_step_and_heartbeat() {
     );
     eprintln!("store calls over a {elapsed} s, 4-write rollout: {calls:?}");
 }
+
+/// After a crash the route is put back on stable by hand (`meshkit rollback`): the
+/// next run closes the old record as abandoned and starts afresh, instead of refusing
+/// a route its record never wrote.
+#[tokio::test(start_paused = true)]
+async fn a_route_rolled_back_by_hand_after_a_crash_starts_afresh() {
+    use meshkit::store::{RecordState, RolloutStore};
+    let (w, _d) = world("by-hand");
+    let first = w.spawn("ci-1", meshkit_testing::ScriptedHealthCheck::healthy());
+    w.until_writes(1).await;
+    w.quiet().await;
+    first.abort();
+    let _ = first.await;
+    let old = w
+        .store
+        .open_rollout(store_harness::ROUTE)
+        .await
+        .unwrap()
+        .unwrap();
+    w.route.external_write(
+        store_harness::ROUTE,
+        meshkit::traffic::Weights::split("v1", "v2", 0).unwrap(),
+    );
+    w.clock.expire_leases();
+    let outcome = w
+        .process("ci-2", meshkit_testing::ScriptedHealthCheck::healthy())
+        .run()
+        .await
+        .unwrap();
+    assert!(outcome.is_promoted());
+    let old = w.store.get(&old.rollout.id).await.unwrap().unwrap();
+    assert_eq!(old.state, RecordState::Abandoned, "{:?}", old.detail);
+    assert!(old.detail.unwrap().contains("found at v1=100 v2=0"));
+    let history = w
+        .store
+        .history(Some(store_harness::ROUTE), 10)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].state, RecordState::Promoted);
+}
+
+/// The same versions rolled out again under the same (derived) id get a record of
+/// their own: history shows both rollouts.
+#[tokio::test(start_paused = true)]
+async fn a_rerun_of_the_same_versions_gets_its_own_record() {
+    use meshkit::store::{RecordState, RolloutStore};
+    let (w, _d) = world("rerun");
+    let build = |check| {
+        meshkit::Rollout::builder()
+            .router(w.route.clone())
+            .route(store_harness::ROUTE)
+            .from("v1")
+            .to("v2")
+            .id("checkout-v1-v2")
+            .strategy(meshkit::strategy::Canary::steps([10, 100]).bake(Duration::from_secs(60)))
+            .check(check)
+            .check_interval(Duration::from_secs(10))
+            .store(Arc::new(w.store.clone()))
+            .store_clock(w.clock.clock())
+            .build()
+            .unwrap()
+    };
+    let first = build(meshkit_testing::ScriptedHealthCheck::fail_after(1, "5xx"))
+        .run()
+        .await
+        .unwrap();
+    assert!(!first.is_promoted());
+    let second = build(meshkit_testing::ScriptedHealthCheck::healthy())
+        .run()
+        .await
+        .unwrap();
+    assert!(second.is_promoted());
+    let history = w
+        .store
+        .history(Some(store_harness::ROUTE), 10)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(history[1].id, "checkout-v1-v2");
+    assert_eq!(history[1].state, RecordState::RolledBack);
+    assert!(
+        history[0].id.starts_with("checkout-v1-v2-") && history[0].id.len() <= 32,
+        "{}",
+        history[0].id
+    );
+    assert_eq!(history[0].state, RecordState::Promoted);
+}

@@ -41,6 +41,8 @@ pub(crate) struct Keeper {
     /// Serialises the keeper's record writes, so a later snapshot never lands first.
     io: tokio::sync::Mutex<()>,
     pending: Notify,
+    /// Tells [`Keeper::tend`] to return (after the store call in progress).
+    stop: Notify,
     lost: watch::Sender<Option<String>>,
     renewed: Mutex<Instant>,
 }
@@ -88,6 +90,7 @@ impl Keeper {
             }),
             io: tokio::sync::Mutex::new(()),
             pending: Notify::new(),
+            stop: Notify::new(),
             lost: watch::channel(None).0,
             renewed: Mutex::new(Instant::now()),
         }
@@ -392,8 +395,15 @@ impl Keeper {
                     let _ = self.flush(None).await;
                 }
                 _ = lost.changed() => return,
+                _ = self.stop.notified() => return,
             }
         }
+    }
+
+    /// Asks [`Keeper::tend`] to return once the store call in progress, if any, is
+    /// done (so no buffered line is dropped half-written).
+    pub(crate) fn stop(&self) {
+        self.stop.notify_one();
     }
 
     /// Ends the record (written with the last lines) and releases the lease, unless

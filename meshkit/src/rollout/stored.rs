@@ -72,6 +72,42 @@ enum Prior {
     Abandon(Box<RolloutRecord>, Weights),
 }
 
+/// `id`, or when the store already has a rollout of that id, `id` with a random
+/// suffix (within the 32 characters an id may have).
+async fn unique_id(sc: &StoreConfig, id: &str) -> Result<String, StoreError> {
+    let mut candidate = id.to_owned();
+    for _ in 0..5 {
+        if sc.store.get(&candidate).await?.is_none() {
+            return Ok(candidate);
+        }
+        let stem: String = id.chars().take(32 - 7).collect();
+        candidate = format!("{stem}-{:06x}", fastrand::u32(..0x0100_0000));
+    }
+    Err(StoreError::Busy(format!(
+        "could not find an unused rollout id near '{id}'"
+    )))
+}
+
+/// All traffic on one target.
+fn at_safe_end(w: &Weights) -> bool {
+    w.iter().filter(|(_, u)| *u > 0).count() == 1
+}
+
+/// One read of the route, bounded by the call timeout.
+async fn read_route(cfg: &Config, route: &str) -> Result<Weights, RolloutError> {
+    let start = |source| RolloutError::Start {
+        route: route.to_owned(),
+        source,
+    };
+    match tokio::time::timeout(cfg.policy.call_timeout, cfg.router.read(&cfg.route)).await {
+        Ok(Ok(o)) => Ok(o.weights),
+        Ok(Err(source)) => Err(start(source)),
+        Err(_) => Err(start(crate::traffic::TrafficError::transport(
+            "the read got no answer",
+        ))),
+    }
+}
+
 async fn prior(cfg: &Config, sc: &StoreConfig, route: &str) -> Result<Prior, RolloutError> {
     let Some(rec) = sc.store.open_rollout(route).await? else {
         return Ok(Prior::None);
@@ -92,26 +128,26 @@ async fn prior(cfg: &Config, sc: &StoreConfig, route: &str) -> Result<Prior, Rol
                 in_force: None,
             });
         }
+        // A route put back at a safe end by hand (`meshkit rollback` after a crash)
+        // that the record never wrote: the old rollout is over; start afresh.
+        let found = read_route(cfg, route).await?;
+        let stages = cfg.strategy.stages();
+        let resumable = crate::rollout::resume::from_record(
+            &rec.progress,
+            &found,
+            &cfg.stable,
+            &cfg.candidate,
+            &stages,
+        )
+        .is_ok();
+        if !resumable && at_safe_end(&found) {
+            return Ok(Prior::Abandon(Box::new(rec), found));
+        }
         return Ok(Prior::Resume(Box::new(rec)));
     }
     // Other versions: only when the route is at a safe end may the old one be closed.
-    let found =
-        match tokio::time::timeout(cfg.policy.call_timeout, cfg.router.read(&cfg.route)).await {
-            Ok(Ok(o)) => o.weights,
-            Ok(Err(source)) => {
-                return Err(RolloutError::Start {
-                    route: route.to_owned(),
-                    source,
-                });
-            }
-            Err(_) => {
-                return Err(RolloutError::Start {
-                    route: route.to_owned(),
-                    source: crate::traffic::TrafficError::transport("the read got no answer"),
-                });
-            }
-        };
-    if found.iter().filter(|(_, w)| *w > 0).count() == 1 {
+    let found = read_route(cfg, route).await?;
+    if at_safe_end(&found) {
         return Ok(Prior::Abandon(Box::new(rec), found));
     }
     Err(RolloutError::Record {
@@ -149,6 +185,17 @@ pub(crate) async fn run(
             return Err(e);
         }
     };
+    // A new rollout never reuses a recorded id (ids derived from the route and
+    // versions repeat when the same versions are rolled out again).
+    if !matches!(found, Prior::Resume(_)) {
+        match unique_id(&sc, &cfg.id).await {
+            Ok(id) => cfg.id = id,
+            Err(e) => {
+                release(lease).await;
+                return Err(e.into());
+            }
+        }
+    }
     let mut notes = Vec::new();
     let (resumed, progress) = match found {
         Prior::None => (None, Progress::default()),
@@ -214,17 +261,29 @@ pub(crate) async fn run(
     for n in notes {
         keeper.note("Lease", n);
     }
+    let resumed_run = resumed.is_some();
     let handle = RolloutHandle { tx: control_tx };
     let tend = tokio::spawn(keeper.clone().tend(handle, cfg.policy.check_interval));
     let result = Runner::new(cfg, events, control)
         .with_store(keeper.clone(), resumed)
         .run()
         .await;
-    tend.abort();
+    keeper.stop();
+    let mut tend = tend;
+    if tokio::time::timeout(sc.ttl / 2, &mut tend).await.is_err() {
+        tend.abort();
+    }
     let end = match &result {
         Ok(o @ Outcome::Promoted { .. }) => (RecordState::Promoted, o.to_string()),
         Ok(o @ Outcome::RolledBack { .. }) => (RecordState::RolledBack, o.to_string()),
-        Err(e) if e.nothing_written() => (RecordState::Refused, e.to_string()),
+        // A resumed rollout whose route someone else changed cannot go on: closed, so
+        // the next run starts afresh (and says so) instead of refusing forever.
+        Err(e @ RolloutError::Record { .. }) if resumed_run => {
+            (RecordState::Abandoned, e.to_string())
+        }
+        // Refused before any write: a new record is closed; a resumed one stays open
+        // for the next run (the refusal may pass: a read that failed, say).
+        Err(e) if e.nothing_written() && !resumed_run => (RecordState::Refused, e.to_string()),
         Err(e) => (RecordState::Stopped, e.to_string()),
     };
     keeper.finish(end).await;

@@ -239,6 +239,13 @@ async fn twenty_kills_at_random_points_all_resume_to_a_safe_end() {
     let moto = gopher::moto();
     let dir = temp_dir("kills");
     let spec = gopher_setup(&moto, &dir).await;
+    // A killed run's lease expires after 1 s; the rerun waits for it.
+    let body = std::fs::read_to_string(&spec).unwrap();
+    let spec = spec_file(
+        &dir,
+        "gopher-short-lease.toml",
+        &format!("{body}lease_ttl = \"1s\"\ncall_timeout = \"500ms\"\n"),
+    );
     let mesh = gopher::appmesh(&moto.sdk_config(), &CallCounter::new());
     let mut rng = fastrand::Rng::with_seed(0x6d65_7368);
     let mut ends = Vec::new();
@@ -266,9 +273,10 @@ async fn twenty_kills_at_random_points_all_resume_to_a_safe_end() {
         }
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
-        // Run again with the same spec: it resumes from the route's weights.
+        // Run again with the same spec: once the killed run's lease expires it resumes
+        // from the rollout's record.
         let out = meshkit(Some(moto.endpoint()), &dir)
-            .args(["run", "--json"])
+            .args(["run", "--json", "--wait", "10s"])
             .arg(&spec)
             .output()
             .unwrap();
@@ -414,14 +422,20 @@ async fn promote_from_another_shell_is_a_manual_gate_for_a_running_rollout() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    // The run notices at its next check round (every 50 ms), not when the bake ends.
+    // A gate through the rollout store: the running process applies it at its next
+    // check round (every 50 ms), not when the bake ends, and promotes.
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("promote: applied by"),
+        "{}",
+        text(&out)
+    );
     let last = lines.last().unwrap_or_default();
     assert_eq!(run.wait().unwrap().code(), Some(0), "{last}");
-    assert!(last.contains("\"outcome\":\"promoted_by_hand\""), "{last}");
-    assert_eq!(
-        status(moto.endpoint(), &dir, &spec),
-        "distributorV1=0 distributorV2=100"
+    assert!(
+        last.contains("\"outcome\":\"promoted\"") && last.contains("(manual)"),
+        "{last}"
     );
+    assert_eq!(status(moto.endpoint(), &dir, &spec), "distributorV2=100");
 }
 
 /// SIGTERM (CI timeouts, `timeout`, systemd, container runtimes) and SIGHUP (the
