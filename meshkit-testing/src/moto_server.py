@@ -460,6 +460,304 @@ except Exception:  # noqa: BLE001 - an emulator without ECS still serves the res
     pass
 
 
+# meshkit's extension (not moto's): ECS service deployments with the LINEAR and CANARY
+# strategies and PAUSE lifecycle hooks, shaped as in the ECS API reference
+# (UpdateService's deploymentConfiguration; DescribeServiceDeployments,
+# ListServiceDeployments, ContinueServiceDeployment, StopServiceDeployment). moto
+# has none of them. One ECS "minute" (bake and hook timeouts) lasts
+# MESHKIT_ECS_MINUTE_SECONDS (default 60) so tests can run a deployment quickly.
+ECS_MINUTE = float(os.environ.get("MESHKIT_ECS_MINUTE_SECONDS", "60"))
+
+
+class EcsDeployment:
+    """One service deployment, advanced lazily from the clock on every request."""
+
+    def __init__(self, arn, service, cluster_arn, source_rev, target_rev, cfg, now):
+        self.arn = arn
+        self.service_arn = service.arn
+        self.cluster_arn = cluster_arn
+        self.source_rev = source_rev
+        self.target_rev = target_rev
+        self.cfg = cfg
+        self.created = now
+        self.status = "IN_PROGRESS"
+        self.status_reason = None
+        self.stage = "SCALE_UP"
+        self.weight = 0.0
+        self.finished = None
+        self.rollback = None
+        self.hook = None  # the hook detail awaiting action, or the last one
+        strategy = cfg.get("strategy")
+        if strategy == "LINEAR":
+            lc = cfg.get("linearConfiguration") or {}
+            step = float(lc.get("stepPercent", 10.0))
+            bake = float(lc.get("stepBakeTimeInMinutes", 6))
+            weights, w = [], 0.0
+            while w < 100.0:
+                w = min(100.0, round(w + step, 4))
+                weights.append(w)
+        else:
+            cc = cfg.get("canaryConfiguration") or {}
+            weights = [float(cc.get("canaryPercent", 5.0)), 100.0]
+            bake = float(cc.get("canaryBakeTimeInMinutes", 10))
+        hooks = [h for h in cfg.get("lifecycleHooks") or [] if h.get("targetType") == "PAUSE"]
+
+        def hook_for(stage):
+            return next((h for h in hooks if stage in (h.get("lifecycleStages") or [])), None)
+
+        # The phases, in order: ("hook", stage, hook) waits for an action; ("shift",
+        # weight) moves traffic; ("wait", stage, minutes) bakes.
+        self.phases = [("wait", "SCALE_UP", 0)]
+        for i, w in enumerate(weights):
+            pre = hook_for("PRE_PRODUCTION_TRAFFIC_SHIFT")
+            if pre:
+                self.phases.append(("hook", "PRE_PRODUCTION_TRAFFIC_SHIFT", pre))
+            self.phases.append(("shift", w))
+            if i + 1 < len(weights):
+                self.phases.append(("wait", "PRODUCTION_TRAFFIC_SHIFT", bake))
+        post = hook_for("POST_PRODUCTION_TRAFFIC_SHIFT")
+        if post:
+            self.phases.append(("hook", "POST_PRODUCTION_TRAFFIC_SHIFT", post))
+        self.phases.append(("wait", "BAKE_TIME", float(cfg.get("bakeTimeInMinutes", 0) or 0)))
+        self.phases.append(("done",))
+        self.index = 0
+        self.entered = now
+        self.answer = None
+
+    def _enter(self, now):
+        self.entered = now
+        phase = self.phases[self.index]
+        if phase[0] == "hook":
+            hook = phase[2]
+            timeout = (hook.get("timeoutConfiguration") or {})
+            minutes = float(timeout.get("timeoutInMinutes", 60))
+            self.stage = phase[1]
+            self.answer = None
+            self.hook = {
+                "hookId": str(uuid.uuid4()),
+                "targetType": "PAUSE",
+                "status": "AWAITING_ACTION",
+                "expiresAt": now + minutes * ECS_MINUTE,
+                "timeoutAction": timeout.get("action", "ROLLBACK"),
+            }
+
+    def _roll_back(self, now, reason):
+        self.status = "ROLLBACK_SUCCESSFUL"
+        self.status_reason = reason
+        self.rollback = {"reason": reason, "startedAt": now, "serviceRevisionArn": self.source_rev}
+        self.weight = 0.0
+        self.stage = "CLEAN_UP"
+        self.finished = now
+        if self.hook and self.hook["status"] == "AWAITING_ACTION":
+            self.hook["status"] = "FAILED"
+
+    def advance(self, now):
+        while self.status == "IN_PROGRESS":
+            phase = self.phases[self.index]
+            kind = phase[0]
+            if kind == "hook":
+                if self.answer == "CONTINUE":
+                    self.hook["status"] = "SUCCEEDED"
+                elif self.answer == "ROLLBACK":
+                    self.hook["status"] = "SUCCEEDED"
+                    self._roll_back(now, "Rollback requested through lifecycle hook %s" % self.hook["hookId"])
+                    return
+                elif now >= self.hook["expiresAt"]:
+                    self.hook["status"] = "TIMED_OUT"
+                    if self.hook["timeoutAction"] == "ROLLBACK":
+                        self._roll_back(now, "Lifecycle hook %s timed out" % self.hook["hookId"])
+                        return
+                else:
+                    return
+            elif kind == "shift":
+                self.stage = "PRODUCTION_TRAFFIC_SHIFT"
+                self.weight = phase[1]
+            elif kind == "wait":
+                self.stage = phase[1]
+                end = self.entered + phase[2] * ECS_MINUTE
+                if now < end:
+                    return
+                now_for_next = end
+            elif kind == "done":
+                self.status = "SUCCESSFUL"
+                self.stage = "CLEAN_UP"
+                self.finished = now
+                return
+            entered = now_for_next if kind == "wait" else now
+            self.index += 1
+            self._enter(entered)
+
+    def json(self):
+        d = {
+            "serviceDeploymentArn": self.arn,
+            "serviceArn": self.service_arn,
+            "clusterArn": self.cluster_arn,
+            "createdAt": self.created,
+            "startedAt": self.created,
+            "updatedAt": time.time(),
+            "status": self.status,
+            "lifecycleStage": self.stage,
+            "deploymentConfiguration": self.cfg,
+            "targetServiceRevision": {
+                "arn": self.target_rev, "requestedTaskCount": 1, "runningTaskCount": 1,
+                "pendingTaskCount": 0, "requestedProductionTrafficWeight": self.weight,
+            },
+            "sourceServiceRevisions": [{
+                "arn": self.source_rev, "requestedTaskCount": 1, "runningTaskCount": 1,
+                "pendingTaskCount": 0, "requestedProductionTrafficWeight": 100.0 - self.weight,
+            }],
+        }
+        if self.hook:
+            d["lifecycleHookDetails"] = [dict(self.hook)]
+        if self.status_reason:
+            d["statusReason"] = self.status_reason
+        if self.finished:
+            d["finishedAt"] = self.finished
+        if self.rollback:
+            d["rollback"] = self.rollback
+        return d
+
+    def brief(self):
+        d = {k: v for k, v in self.json().items() if k in (
+            "serviceDeploymentArn", "serviceArn", "clusterArn", "startedAt", "createdAt",
+            "finishedAt", "status", "statusReason")}
+        d["targetServiceRevisionArn"] = self.target_rev
+        return d
+
+
+ECS_DEPLOYMENTS = {}  # arn -> EcsDeployment
+ECS_LOCK = threading.Lock()
+
+try:
+    import time
+    import uuid
+    from moto.core.exceptions import JsonRESTError
+    from moto.ecs import responses as ecs_responses2
+    from moto.core.responses import ActionResult
+
+    Ecs = ecs_responses2.EC2ContainerServiceResponse
+    _ecs_update_service = Ecs.update_service
+    _ecs_describe_services = Ecs.describe_services
+
+    def _revision(service, n):
+        return "%s" % service.arn.replace(":service/", ":service-revision/") + "/%d" % n
+
+    def ecs_update_service(self):
+        cfg = self._get_param("deploymentConfiguration") or {}
+        cluster = self._get_param("cluster", "default")
+        name = self._get_param("service")
+        before = None
+        if cfg.get("strategy") in ("LINEAR", "CANARY"):
+            services, _ = self.ecs_backend.describe_services(cluster, [name])
+            before = services[0].task_definition if services else None
+        result = _ecs_update_service(self)
+        service = result.result.get("service")
+        if before is not None and service is not None and self._get_param("taskDefinition"):
+            with ECS_LOCK:
+                now = time.time()
+                for d in ECS_DEPLOYMENTS.values():
+                    if d.service_arn == service.arn and d.status == "IN_PROGRESS":
+                        d.status = "STOPPED"
+                        d.status_reason = "Superseded by a newer deployment"
+                        d.finished = now
+                count = sum(1 for d in ECS_DEPLOYMENTS.values() if d.service_arn == service.arn)
+                arn = service.arn.replace(":service/", ":service-deployment/") + "/%s" % uuid.uuid4().hex[:22]
+                ECS_DEPLOYMENTS[arn] = EcsDeployment(
+                    arn, service, service.cluster_arn,
+                    _revision(service, count + 1), _revision(service, count + 2), cfg, now)
+                service.current_service_deployment = arn
+        return result
+
+    def ecs_describe_services(self):
+        result = _ecs_describe_services(self)
+        for s in result.result.get("services") or []:
+            arn = getattr(s, "current_service_deployment", None)
+            if arn:
+                s.currentServiceDeployment = arn
+        return result
+
+    def _find(arn):
+        d = ECS_DEPLOYMENTS.get(arn)
+        if d is None:
+            raise JsonRESTError("ServiceDeploymentNotFoundException",
+                                "The service deployment %s does not exist." % arn)
+        return d
+
+    def describe_service_deployments(self):
+        arns = self._get_param("serviceDeploymentArns") or []
+        out, failures = [], []
+        with ECS_LOCK:
+            now = time.time()
+            for arn in arns:
+                d = ECS_DEPLOYMENTS.get(arn)
+                if d is None:
+                    failures.append({"arn": arn, "reason": "MISSING"})
+                    continue
+                d.advance(now)
+                out.append(d.json())
+        return ActionResult({"serviceDeployments": out, "failures": failures})
+
+    def list_service_deployments(self):
+        service = self._get_param("service")
+        wanted = self._get_param("status") or []
+        out = []
+        with ECS_LOCK:
+            now = time.time()
+            for d in ECS_DEPLOYMENTS.values():
+                if not (d.service_arn == service or d.service_arn.endswith("/" + service)):
+                    continue
+                d.advance(now)
+                if wanted and d.status not in wanted:
+                    continue
+                out.append(d.brief())
+        out.sort(key=lambda b: b["createdAt"], reverse=True)
+        return ActionResult({"serviceDeployments": out})
+
+    def continue_service_deployment(self):
+        arn = self._get_param("serviceDeploymentArn")
+        hook_id = self._get_param("hookId")
+        action = self._get_param("action") or "CONTINUE"
+        with ECS_LOCK:
+            d = _find(arn)
+            d.advance(time.time())
+            if d.status != "IN_PROGRESS" or not d.hook or d.hook["status"] != "AWAITING_ACTION" \
+                    or d.hook["hookId"] != hook_id or d.answer is not None:
+                raise JsonRESTError("InvalidParameterException",
+                                    "Lifecycle hook %s is not awaiting action on %s." % (hook_id, arn))
+            if action not in ("CONTINUE", "ROLLBACK"):
+                raise JsonRESTError("InvalidParameterException", "Unknown action %s." % action)
+            d.answer = action
+            d.advance(time.time())
+        return ActionResult({"serviceDeploymentArn": arn})
+
+    def stop_service_deployment(self):
+        arn = self._get_param("serviceDeploymentArn")
+        stop_type = self._get_param("stopType") or "ROLLBACK"
+        with ECS_LOCK:
+            d = _find(arn)
+            now = time.time()
+            d.advance(now)
+            if d.status != "IN_PROGRESS":
+                raise JsonRESTError("ConflictException",
+                                    "The service deployment %s is %s." % (arn, d.status))
+            if stop_type == "ROLLBACK":
+                d._roll_back(now, "Rollback requested through StopServiceDeployment")
+            else:
+                d.status = "STOPPED"
+                d.status_reason = "Stopped through StopServiceDeployment"
+                d.finished = now
+        return ActionResult({"serviceDeploymentArn": arn})
+
+    Ecs.update_service = ecs_update_service
+    Ecs.describe_services = ecs_describe_services
+    Ecs.describe_service_deployments = describe_service_deployments
+    Ecs.list_service_deployments = list_service_deployments
+    Ecs.continue_service_deployment = continue_service_deployment
+    Ecs.stop_service_deployment = stop_service_deployment
+except Exception as e:  # noqa: BLE001 - an emulator without ECS still serves the rest
+    print("meshkit: ECS service deployments not available: %s" % e, file=sys.stderr)
+
+
 def exit_when_parent_goes():
     sys.stdin.read()
     os._exit(0)

@@ -85,6 +85,7 @@ mod aws;
 pub mod error;
 pub mod fleet;
 pub mod health;
+pub mod native;
 pub mod rollout;
 pub mod store;
 pub mod strategy;

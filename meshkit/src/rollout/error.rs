@@ -132,6 +132,17 @@ pub enum RolloutError {
         /// The weights this process last wrote and read back.
         in_force: Weights,
     },
+    /// A deployment that a service shifts itself (ECS native) could not be started or
+    /// followed, or ended stopped or with a failed rollback.
+    #[error("deployment of {service}: {detail}; split in force: {}", show(.in_force.as_ref()))]
+    Deployment {
+        /// `cluster/service`.
+        service: String,
+        /// What happened.
+        detail: String,
+        /// The split the service last reported, if read.
+        in_force: Option<Weights>,
+    },
     /// The route's record in the store does not allow this run: its open rollout has
     /// other versions or another plan while the route is between versions, or the
     /// route holds weights the record never wrote. Nothing was written.
@@ -188,7 +199,7 @@ impl RolloutError {
                 in_force.as_ref()
             }
             Self::LeaseLost { in_force, .. } => Some(in_force),
-            Self::Record { in_force, .. } => in_force.as_ref(),
+            Self::Record { in_force, .. } | Self::Deployment { in_force, .. } => in_force.as_ref(),
             Self::Config(_) | Self::Start { .. } | Self::Store(_) => None,
         }
     }

@@ -118,6 +118,44 @@ pub enum Event {
         /// The weights in force, if they could be read.
         in_force: Option<Weights>,
     },
+    /// An ECS native deployment was started (`UpdateService`).
+    DeploymentStarted {
+        /// The service deployment's ARN.
+        arn: String,
+    },
+    /// An ECS native deployment already in progress was found and is carried on (the
+    /// judge restarted).
+    DeploymentFound {
+        /// The service deployment's ARN.
+        arn: String,
+    },
+    /// An ECS native deployment's lifecycle stage or split changed.
+    DeploymentProgress {
+        /// ECS's status (`IN_PROGRESS`, ...).
+        status: String,
+        /// ECS's lifecycle stage (`PRE_PRODUCTION_TRAFFIC_SHIFT`, ...).
+        stage: String,
+        /// The requested production traffic split.
+        weights: Weights,
+    },
+    /// ECS paused at a lifecycle hook and waits for meshkit's answer.
+    HookAwaiting {
+        /// The hook's id (new at every pause).
+        hook_id: String,
+        /// The lifecycle stage.
+        stage: String,
+        /// When ECS stops waiting and applies the hook's timeout action.
+        expires_at: Option<std::time::SystemTime>,
+    },
+    /// meshkit answered a lifecycle hook.
+    HookAnswered {
+        /// The hook's id.
+        hook_id: String,
+        /// `CONTINUE` or `ROLLBACK`.
+        action: String,
+        /// The call's error, if ECS refused it.
+        error: Option<String>,
+    },
     /// This receiver fell behind and missed `count` events.
     Missed {
         /// How many.
@@ -176,6 +214,28 @@ impl fmt::Display for Event {
             Self::Done { outcome } => write!(f, "done: {outcome}"),
             Self::Stopped { error, .. } => write!(f, "stopped: {error}"),
             Self::Missed { count } => write!(f, "({count} events missed)"),
+            Self::DeploymentStarted { arn } => write!(f, "ECS deployment started: {arn}"),
+            Self::DeploymentFound { arn } => {
+                write!(f, "ECS deployment in progress found, carrying on: {arn}")
+            }
+            Self::DeploymentProgress {
+                status,
+                stage,
+                weights,
+            } => write!(f, "ECS {status} {stage}: {weights}"),
+            Self::HookAwaiting { hook_id, stage, .. } => {
+                write!(f, "ECS paused at {stage}, hook {hook_id} awaits the checks")
+            }
+            Self::HookAnswered {
+                hook_id,
+                action,
+                error: None,
+            } => write!(f, "answered hook {hook_id}: {action}"),
+            Self::HookAnswered {
+                hook_id,
+                action,
+                error: Some(e),
+            } => write!(f, "answering hook {hook_id} with {action} failed: {e}"),
         }
     }
 }

@@ -29,6 +29,10 @@ pub use outcome::Outcome;
 pub use policy::{Backoff, InconclusivePolicy, Policy};
 pub use set::{SetReport, SetWeights};
 
+pub(crate) use events::Emitter;
+pub(crate) use handle::Control;
+pub(crate) use tally::{Judgement, Tally};
+
 use crate::error::ConfigError;
 use crate::fleet::Fleet;
 use crate::health::{self, HealthCheck};

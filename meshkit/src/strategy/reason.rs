@@ -25,6 +25,9 @@ pub enum RollbackReason {
     /// lease); the process that resumed it from the store's record finished the
     /// rollback. The original reason, in words.
     Resumed(String),
+    /// The service that shifts the traffic itself (an ECS native deployment) rolled
+    /// back on its own: why, as it says (a lifecycle hook that timed out, its alarms).
+    Native(String),
 }
 
 impl fmt::Display for RollbackReason {
@@ -36,6 +39,7 @@ impl fmt::Display for RollbackReason {
             Self::DeadlineExceeded => f.write_str("deadline exceeded"),
             Self::ProvisionFailed(r) => write!(f, "new version not ready: {r}"),
             Self::WriteFailed(r) => write!(f, "weight change failed: {r}"),
+            Self::Native(r) => write!(f, "rolled back by the deployment service: {r}"),
             Self::Resumed(r) => write!(f, "rollback resumed from the record ({r})"),
             Self::NotApplied(r) => {
                 write!(f, "weights written but not applied by the data plane: {r}")
