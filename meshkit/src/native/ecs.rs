@@ -19,7 +19,11 @@ use super::snapshot::{End, Snapshot};
 use crate::aws::Kind;
 use crate::error::ConfigError;
 use crate::health::{self, CheckContext, HealthCheck, Verdict};
-use crate::rollout::{Control, Emitter, Judgement, Policy, Tally};
+use crate::rollout::{
+    Control, Emitter, Judgement, Keeper, Policy, StoreConfig, Tally, finish_stored, keep,
+    lease_lost,
+};
+use crate::store::{Holder, NewRollout, RecordState, RolloutStore};
 use crate::rollout::{
     Event, Events, InconclusivePolicy, Outcome, RollbackReason, RolloutError, RolloutHandle,
 };
@@ -91,12 +95,38 @@ impl NativeStrategy {
         }
     }
 
+    /// The plan as the store records it: one line per traffic step.
+    fn plan(&self) -> Vec<String> {
+        let bake = match self {
+            Self::Linear { step_bake, .. } => *step_bake,
+            Self::Canary { bake, .. } => *bake,
+        };
+        self.steps()
+            .iter()
+            .map(|w| format!("ECS shifts to {w}% after meshkit's answer, bakes {}s", bake.as_secs()))
+            .collect()
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Self::Linear { .. } => "ecs-linear",
             Self::Canary { .. } => "ecs-canary",
         }
     }
+}
+
+/// A rollout id for the store from the service's name: `ecs-` and up to 24 of its
+/// characters that ids allow.
+fn rollout_id(service: &str) -> String {
+    let name: String = service
+        .rsplit('/')
+        .next()
+        .unwrap_or(service)
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(24)
+        .collect();
+    format!("ecs-{name}")
 }
 
 /// A duration as ECS's whole minutes (0 to 24 h).
@@ -156,6 +186,7 @@ struct NativeConfig {
     /// All traffic on the stable revision: the split shown when ECS reports none.
     all_stable: Weights,
     poll: Duration,
+    store: Option<StoreConfig>,
 }
 
 impl std::fmt::Debug for EcsNative {
@@ -183,6 +214,11 @@ pub struct EcsNativeBuilder {
     policy: Policy,
     names: Option<(String, String)>,
     poll: Option<Duration>,
+    store: Option<Arc<dyn RolloutStore>>,
+    holder: Option<Holder>,
+    lease_ttl: Option<Duration>,
+    wait_for_lease: Option<Duration>,
+    store_key: Option<String>,
 }
 
 impl EcsNative {
@@ -263,6 +299,33 @@ impl EcsNativeBuilder {
         self.poll = Some(d);
         self
     }
+    /// Judges under a rollout store (see [`crate::store`]): the service's lease (one
+    /// judge per service; a second is refused at once), fenced answers, the record of
+    /// every event, and gates (pause, resume, promote, rollback) from any machine.
+    pub fn store(mut self, store: Arc<dyn RolloutStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+    /// Who judges, in the lease and the record. Default `user@host:pid`.
+    pub fn holder(mut self, holder: Holder) -> Self {
+        self.holder = Some(holder);
+        self
+    }
+    /// The lease time (see [`crate::RolloutBuilder::lease_ttl`]). Default 60 s.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = Some(ttl);
+        self
+    }
+    /// Waits up to this long for the service's lease instead of failing at once.
+    pub fn wait_for_lease(mut self, wait: Duration) -> Self {
+        self.wait_for_lease = Some(wait);
+        self
+    }
+    /// The service's key in the store. Default `ecs:CLUSTER/SERVICE`.
+    pub fn store_key(mut self, key: impl Into<String>) -> Self {
+        self.store_key = Some(key.into());
+        self
+    }
     /// How often the checks run. Default 10 s.
     pub fn check_interval(mut self, d: Duration) -> Self {
         self.policy.check_interval = d;
@@ -323,6 +386,34 @@ impl EcsNativeBuilder {
         let poll = self
             .poll
             .unwrap_or_else(|| self.policy.check_interval.min(Duration::from_secs(5)));
+        let store = match self.store {
+            None => None,
+            Some(store) => {
+                let ttl = self
+                    .lease_ttl
+                    .unwrap_or((self.policy.call_timeout * 2).max(Duration::from_secs(60)));
+                if ttl < Duration::from_secs(1) || ttl < self.policy.call_timeout * 2 {
+                    return Err(ConfigError::Policy {
+                        field: "lease_ttl",
+                        problem: format!(
+                            "{ttl:?} is too short: at least 1 s and twice the call timeout ({:?})",
+                            self.policy.call_timeout
+                        ),
+                    });
+                }
+                Some(StoreConfig {
+                    key: self
+                        .store_key
+                        .unwrap_or_else(|| format!("ecs:{cluster}/{service}")),
+                    store,
+                    holder: self.holder.unwrap_or_else(Holder::current),
+                    ttl,
+                    wait: self.wait_for_lease,
+                    max_entries: crate::store::DEFAULT_MAX_ENTRIES,
+                    clock: crate::store::system_clock(),
+                })
+            }
+        };
         let (control_tx, control) = mpsc::unbounded_channel();
         Ok(EcsNative {
             cfg: NativeConfig {
@@ -339,6 +430,7 @@ impl EcsNativeBuilder {
                 candidate,
                 all_stable,
                 poll,
+                store,
             },
             events: std::sync::OnceLock::new(),
             control,
@@ -365,6 +457,11 @@ struct Judge {
     held_said: HashSet<String>,
     last: Option<(String, u32)>,
     started: Instant,
+    /// With a store: the keeper, and what it says when the lease is lost.
+    keeper: Option<Arc<Keeper>>,
+    lost: Option<tokio::sync::watch::Receiver<Option<String>>>,
+    /// The split last read.
+    snap_weights: Option<Weights>,
 }
 
 impl EcsNative {
@@ -376,10 +473,40 @@ impl EcsNative {
             control,
             control_tx,
         } = self;
-        drop(control_tx);
         let started = Instant::now();
-        let emit = Emitter::new(events.into_inner(), started);
-        let arn = start(&cfg, &emit).await?;
+        let mut emit = Emitter::new(events.into_inner(), started);
+        let mut kept = None;
+        if let Some(sc) = &cfg.store {
+            let new = NewRollout {
+                id: rollout_id(&cfg.service),
+                route: sc.key.clone(),
+                stable: cfg.stable.clone(),
+                candidate: cfg.candidate.clone(),
+                strategy: cfg.strategy.name().to_owned(),
+                plan: cfg.strategy.plan(),
+                started_by: sc.holder.clone(),
+            };
+            let handle = RolloutHandle {
+                tx: control_tx.clone(),
+            };
+            let (keeper, tend) = keep(sc, new, handle, cfg.policy.check_interval).await?;
+            emit.record_to(keeper.clone());
+            kept = Some((keeper, tend));
+        }
+        drop(control_tx);
+        let arn = match start(&cfg, &emit).await {
+            Ok(arn) => arn,
+            Err(e) => {
+                emit.send(Event::Stopped {
+                    error: e.to_string(),
+                    in_force: None,
+                });
+                if let (Some(sc), Some((keeper, tend))) = (&cfg.store, kept) {
+                    finish_stored(sc, &keeper, tend, (RecordState::Refused, e.to_string())).await;
+                }
+                return Err(e);
+            }
+        };
         let mut judge = Judge {
             cfg,
             emit,
@@ -395,6 +522,9 @@ impl EcsNative {
             held_said: HashSet::new(),
             last: None,
             started,
+            lost: kept.as_ref().map(|(k, _)| k.lost()),
+            keeper: kept.as_ref().map(|(k, _)| k.clone()),
+            snap_weights: None,
         };
         let result = judge.watch().await;
         match &result {
@@ -405,6 +535,14 @@ impl EcsNative {
                 error: e.to_string(),
                 in_force: e.in_force().cloned(),
             }),
+        }
+        if let (Some(sc), Some((keeper, tend))) = (&judge.cfg.store, kept) {
+            let end = match &result {
+                Ok(o) if o.is_promoted() => (RecordState::Promoted, o.to_string()),
+                Ok(o) => (RecordState::RolledBack, o.to_string()),
+                Err(e) => (RecordState::Stopped, e.to_string()),
+            };
+            finish_stored(sc, &keeper, tend, end).await;
         }
         result
     }
@@ -598,9 +736,11 @@ impl Judge {
         action: DeploymentLifecycleHookAction,
     ) -> Result<(), String> {
         // Never twice for one hook, whatever happens to the call.
-        if !self.answered.insert(hook.to_owned()) {
+        if self.answered.contains(hook) {
             return Ok(());
         }
+        self.may_act().await?;
+        self.answered.insert(hook.to_owned());
         self.unanswered.remove(hook);
         // Throttling and lost answers are tried again: ECS refuses a second answer to
         // a hook that took the first (it no longer awaits), which is then success.
@@ -646,6 +786,7 @@ impl Judge {
     }
 
     async fn stop(&mut self) -> Result<(), String> {
+        self.may_act().await?;
         let mut last = String::new();
         for attempt in 1..=CALL_ATTEMPTS {
             let call = self
@@ -666,6 +807,16 @@ impl Judge {
             tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
         }
         Err(last)
+    }
+
+    /// With a store: confirms the lease before an action on the deployment (a fenced
+    /// store write); `Err` means this process must not act.
+    async fn may_act(&self) -> Result<(), String> {
+        match (&self.keeper, &self.snap_weights) {
+            (Some(keeper), Some(w)) => keeper.fence(w).await,
+            (Some(keeper), None) => keeper.fence(&self.cfg.all_stable).await,
+            (None, _) => Ok(()),
+        }
     }
 
     /// Asks ECS to roll back: the awaiting hook's answer, or a stop between pauses.
@@ -794,6 +945,13 @@ impl Judge {
                         None => self.control_open = false,
                     }
                 }
+                detail = lease_lost(&mut self.lost) => {
+                    return Err(RolloutError::LeaseLost {
+                        route: self.cfg.store.as_ref().map(|s| s.key.clone()).unwrap_or_default(),
+                        detail: format!("{detail}; this judge stopped acting on {}", self.arn),
+                        in_force: self.snap_weights.clone().unwrap_or_else(|| self.cfg.all_stable.clone()),
+                    });
+                }
                 _ = sleep_until(deadline), if self.rolling_back.is_none() => {
                     let s = snap.clone().unwrap_or(Snapshot {
                         status: String::new(), stage: String::new(), new_percent: 0.0, hook: None, reason: None,
@@ -815,6 +973,7 @@ impl Judge {
                         }
                     };
                     self.progress(&s);
+                    self.snap_weights = Some(self.weights(s.new_percent));
                     if let Some(end) = s.end() {
                         return self.outcome(end, &s).map_err(|e| *e);
                     }

@@ -31,6 +31,9 @@ pub use set::{SetReport, SetWeights};
 
 pub(crate) use events::Emitter;
 pub(crate) use handle::Control;
+pub(crate) use keeper::Keeper;
+pub(crate) use runner::lease_lost;
+pub(crate) use stored::{StoreConfig, finish as finish_stored, keep};
 pub(crate) use tally::{Judgement, Tally};
 
 use crate::error::ConfigError;

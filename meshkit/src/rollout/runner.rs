@@ -864,7 +864,7 @@ impl Runner {
 }
 
 /// Resolves when the store says the lease is lost (never without a store).
-async fn lease_lost(lost: &mut Option<watch::Receiver<Option<String>>>) -> String {
+pub(crate) async fn lease_lost(lost: &mut Option<watch::Receiver<Option<String>>>) -> String {
     let Some(rx) = lost else {
         return std::future::pending().await;
     };

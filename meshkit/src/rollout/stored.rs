@@ -161,6 +161,83 @@ async fn prior(cfg: &Config, sc: &StoreConfig, route: &str) -> Result<Prior, Rol
     })
 }
 
+/// For drivers other than the runner (an ECS native deployment): takes the lease on
+/// `sc.key`, carries on with the key's open record when it is of the same versions
+/// (or closes another one as abandoned: the deployment's state lives in the
+/// service), opens the record, and starts the keeper's heartbeat and gates. The
+/// caller records events through the keeper and ends with [`finish`].
+pub(crate) async fn keep(
+    sc: &StoreConfig,
+    mut new: NewRollout,
+    handle: RolloutHandle,
+    check_every: Duration,
+) -> Result<(Arc<Keeper>, tokio::task::JoinHandle<()>), RolloutError> {
+    let lease = acquire(sc, &sc.key).await?;
+    let mut note = format!("{} took the lease (fencing token {})", sc.holder, lease.token);
+    let opened = async {
+        match sc.store.open_rollout(&sc.key).await? {
+            Some(rec)
+                if rec.rollout.stable == new.stable && rec.rollout.candidate == new.candidate =>
+            {
+                note = format!(
+                    "{} took over rollout {} ({} earlier attempt(s), state {})",
+                    sc.holder,
+                    rec.rollout.id,
+                    rec.attempts.len(),
+                    rec.state
+                );
+                new.id = rec.rollout.id.clone();
+            }
+            Some(rec) => {
+                let update = crate::store::RecordUpdate {
+                    end: Some((
+                        RecordState::Abandoned,
+                        format!("superseded by a rollout of {} \u{2192} {}", new.stable, new.candidate),
+                    )),
+                    ..Default::default()
+                };
+                sc.store.record(&lease, &rec.rollout.id, &update).await?;
+                new.id = unique_id(sc, &new.id).await?;
+            }
+            None => new.id = unique_id(sc, &new.id).await?,
+        }
+        sc.store.open(&lease, &new).await
+    };
+    if let Err(e) = opened.await {
+        if let Err(r) = sc.store.release(&lease).await {
+            tracing::warn!(error = %r, "could not release the lease; it expires on its own");
+        }
+        return Err(e.into());
+    }
+    let keeper = Arc::new(Keeper::new(
+        sc.store.clone(),
+        lease,
+        new.id.clone(),
+        sc.ttl,
+        sc.max_entries,
+        sc.clock.clone(),
+        Progress::default(),
+    ));
+    keeper.note("Lease", note);
+    let tend = tokio::spawn(keeper.clone().tend(handle, check_every));
+    Ok((keeper, tend))
+}
+
+/// Ends what [`keep`] started: stops the keeper after its store call in progress,
+/// records the end and releases the lease.
+pub(crate) async fn finish(
+    sc: &StoreConfig,
+    keeper: &Keeper,
+    mut tend: tokio::task::JoinHandle<()>,
+    end: (RecordState, String),
+) {
+    keeper.stop();
+    if tokio::time::timeout(sc.ttl / 2, &mut tend).await.is_err() {
+        tend.abort();
+    }
+    keeper.finish(end).await;
+}
+
 pub(crate) async fn run(
     mut cfg: Config,
     events: Option<broadcast::Sender<(Duration, Event)>>,
