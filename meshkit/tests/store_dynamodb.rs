@@ -125,5 +125,9 @@ async fn a_missing_table_says_how_to_create_it() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-    assert!(err.to_string().contains("create-table"), "{err}");
+    assert!(err.to_string().contains("store create-table"), "{err}");
+    assert!(
+        !err.to_string().contains("ServiceError"),
+        "no SDK dump: {err}"
+    );
 }

@@ -23,10 +23,10 @@ use crate::rollout::{
     Control, Emitter, Judgement, Keeper, Policy, StoreConfig, Tally, finish_stored, keep,
     lease_lost,
 };
-use crate::store::{Holder, NewRollout, RecordState, RolloutStore};
 use crate::rollout::{
     Event, Events, InconclusivePolicy, Outcome, RollbackReason, RolloutError, RolloutHandle,
 };
+use crate::store::{Holder, NewRollout, RecordState, RolloutStore};
 use crate::traffic::Weights;
 
 /// Attempts of a call that changes the deployment (throttled or unanswered).
@@ -103,7 +103,12 @@ impl NativeStrategy {
         };
         self.steps()
             .iter()
-            .map(|w| format!("ECS shifts to {w}% after meshkit's answer, bakes {}s", bake.as_secs()))
+            .map(|w| {
+                format!(
+                    "ECS shifts to {w}% after meshkit's answer, bakes {}s",
+                    bake.as_secs()
+                )
+            })
             .collect()
     }
 

@@ -173,15 +173,14 @@ pub(crate) async fn keep(
     check_every: Duration,
 ) -> Result<(Arc<Keeper>, tokio::task::JoinHandle<()>), RolloutError> {
     let lease = acquire(sc, &sc.key).await?;
-    let mut note = format!("{} took the lease (fencing token {})", sc.holder, lease.token);
+    let mut note = format!("took the lease (fencing token {})", lease.token);
     let opened = async {
         match sc.store.open_rollout(&sc.key).await? {
             Some(rec)
                 if rec.rollout.stable == new.stable && rec.rollout.candidate == new.candidate =>
             {
                 note = format!(
-                    "{} took over rollout {} ({} earlier attempt(s), state {})",
-                    sc.holder,
+                    "took over rollout {} ({} earlier attempt(s), state {})",
                     rec.rollout.id,
                     rec.attempts.len(),
                     rec.state
@@ -192,7 +191,10 @@ pub(crate) async fn keep(
                 let update = crate::store::RecordUpdate {
                     end: Some((
                         RecordState::Abandoned,
-                        format!("superseded by a rollout of {} \u{2192} {}", new.stable, new.candidate),
+                        format!(
+                            "superseded by a rollout of {} \u{2192} {}",
+                            new.stable, new.candidate
+                        ),
                     )),
                     ..Default::default()
                 };
@@ -278,8 +280,7 @@ pub(crate) async fn run(
         Prior::None => (None, Progress::default()),
         Prior::Resume(rec) => {
             notes.push(format!(
-                "{} took over rollout {} ({} earlier attempt(s), state {}) and resumes from its record",
-                sc.holder,
+                "took over rollout {} ({} earlier attempt(s), state {}) and resumes from its record",
                 rec.rollout.id,
                 rec.attempts.len(),
                 rec.state
@@ -321,10 +322,7 @@ pub(crate) async fn run(
         return Err(e.into());
     }
     if notes.is_empty() {
-        notes.push(format!(
-            "{} took the lease (fencing token {})",
-            sc.holder, lease.token
-        ));
+        notes.push(format!("took the lease (fencing token {})", lease.token));
     }
     let keeper = Arc::new(Keeper::new(
         sc.store.clone(),

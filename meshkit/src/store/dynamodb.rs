@@ -96,8 +96,8 @@ where
             | "TransactionInProgressException",
         ) => StoreError::Busy(text),
         Some("ResourceNotFoundException") => StoreError::Unavailable(format!(
-            "DynamoDB table '{table}' does not exist (create it with DynamoStore::create_table \
-             or `meshkit store create-table`): {text}"
+            "DynamoDB table '{table}' does not exist: create it with `meshkit --store \
+             dynamodb:{table} store create-table` (or DynamoStore::create_table)"
         )),
         _ => StoreError::Unavailable(text),
     }

@@ -42,9 +42,14 @@ impl Holder {
     }
 
     /// This process, under a name of your choice (a CI job id, a replica name). Names
-    /// are cut to 128 characters.
+    /// are cut to 128 characters; control characters become `?` (a name is printed
+    /// in tables and messages).
     pub fn named(name: impl Into<String>) -> Self {
-        let mut name: String = name.into();
+        let mut name: String = name
+            .into()
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
         if let Some((cut, _)) = name.char_indices().nth(128) {
             name.truncate(cut);
         }

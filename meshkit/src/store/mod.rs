@@ -41,9 +41,19 @@
 //!   split on the route means someone else changed it: the run is refused
 //!   ([`RolloutError::Record`](crate::RolloutError::Record)) and the route is left
 //!   alone.
+//! - same versions, but the route is at a safe end (all traffic on one version) the
+//!   record never wrote (rolled back by hand after a crash, or a local mesh that died
+//!   with its process): the old record is closed as [`RecordState::Abandoned`] and a
+//!   new rollout starts.
 //! - other versions, or another plan: refused while the route is between versions.
-//!   When the route is at a safe end (all traffic on one version), the old record is
-//!   closed as [`RecordState::Abandoned`] and the new rollout starts.
+//!   When the route is at a safe end, the old record is closed as
+//!   [`RecordState::Abandoned`] and the new rollout starts.
+//!
+//! A new rollout never reuses a recorded id: an id already in the store (ids derived
+//! from the route and versions repeat when the same versions roll out again) gets a
+//! 6-character suffix. A run refused before its first write closes its new record as
+//! [`RecordState::Refused`]; a refused resume leaves the record open for the next run,
+//! unless the route holds weights the record never wrote ([`RecordState::Abandoned`]).
 //!
 //! A lease expires `lease_ttl` after its last renewal: a `kill -9`'d holder's route
 //! can be taken over after at most that long.

@@ -119,8 +119,9 @@ impl SqliteStore {
     /// The default file: `$XDG_STATE_HOME/meshkit/rollouts.db`, else
     /// `$HOME/.local/state/meshkit/rollouts.db`, else `./.meshkit/rollouts.db`.
     pub fn default_path() -> PathBuf {
+        // The XDG spec: a relative XDG_STATE_HOME is ignored.
         let base = std::env::var_os("XDG_STATE_HOME")
-            .filter(|v| !v.is_empty())
+            .filter(|v| !v.is_empty() && Path::new(v).is_absolute())
             .map(PathBuf::from)
             .or_else(|| {
                 std::env::var_os("HOME")

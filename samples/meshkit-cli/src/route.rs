@@ -114,6 +114,19 @@ pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
             );
         }
     };
+    if loaded.spec.route.backend == Backend::Local {
+        // A local route lives inside its `run`: only the store can say who runs it.
+        if let Some(l) = &holder {
+            out!(
+                "rollout {} running, lease held by {} since {} (expires {}); the local route lives inside that run",
+                l.rollout.as_deref().unwrap_or("?"),
+                l.holder,
+                meshkit::store::utc(l.since),
+                meshkit::store::utc(l.expires)
+            );
+            return exit::OK;
+        }
+    }
     // A load balancer's status reads the route alone: its target groups need not
     // resolve (one may have been deleted since).
     let (router, rr): (Arc<dyn TrafficRouter>, RouteRef) = if matches!(

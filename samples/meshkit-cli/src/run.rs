@@ -31,6 +31,50 @@ pub(crate) async fn run(
     wait: Option<std::time::Duration>,
 ) -> u8 {
     let spec = &loaded.spec;
+    // The store first: who holds the route is said before anything starts (a local
+    // gateway binding its port, a load balancer's preflight).
+    let holder = match crate::store::holder(cli) {
+        Ok(h) => h,
+        Err(e) => return crate::failed(cli, exit::INVALID, &e),
+    };
+    let store = match crate::store::open_coded(cli).await {
+        Ok(s) => s,
+        Err((code, e)) => return crate::failed(cli, code, &e),
+    };
+    let key = build::store_key(spec);
+    match store.lease(&key).await {
+        Ok(Some(l)) => {
+            let held = meshkit::store::StoreError::Held {
+                route: key.clone(),
+                holder: Box::new(l.holder.clone()),
+                since: l.since,
+                expires: l.expires,
+                rollout: l.rollout.clone(),
+            };
+            match wait {
+                None => return crate::failed(cli, exit::FAILED, &held.to_string()),
+                Some(w) => err!("meshkit: {held}; waiting up to {w:?} for the lease"),
+            }
+            if spec.route.backend == Backend::Local {
+                // The holder's gateway has the port: wait here, before binding it.
+                let until = tokio::time::Instant::now() + wait.unwrap_or_default();
+                loop {
+                    match store.lease(&key).await {
+                        Ok(None) => break,
+                        Ok(Some(_)) if tokio::time::Instant::now() < until => {
+                            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                        }
+                        Ok(Some(_)) => return crate::failed(cli, exit::FAILED, &held.to_string()),
+                        Err(e) => return crate::failed(cli, exit::FAILED, &e.to_string()),
+                    }
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            return crate::failed(cli, exit::FAILED, &format!("the rollout store: {e}"));
+        }
+    }
     let sdk = if needs_aws(spec) {
         match aws_env::sdk(cli).await {
             Ok(sdk) => Some(sdk),
@@ -116,16 +160,11 @@ pub(crate) async fn run(
             return exit::INVALID;
         }
     };
-    let store = match crate::store::open(cli).await {
-        Ok(s) => s,
-        Err(e) => return crate::failed(cli, exit::INVALID, &e),
-    };
-    let holder = crate::store::holder(cli);
     let rollout = match rollout_builder(spec, router, checks).and_then(|b| {
         let b = b
             .adopt(adopt)
             .store(store)
-            .store_key(build::store_key(spec))
+            .store_key(key.clone())
             .holder(holder);
         let b = match wait {
             Some(w) => b.wait_for_lease(w),

@@ -218,6 +218,34 @@ impl CheckSpec {
 }
 
 impl Spec {
+    /// The rollout store's lease must outlast a write: at least 1 s and twice the call
+    /// timeout (default 30 s), checked here so `plan` refuses what `run` would.
+    fn check_lease(&self) -> Result<(), SpecError> {
+        let Some(ttl) = &self.policy.lease_ttl else {
+            return Ok(());
+        };
+        let call = self
+            .policy
+            .call_timeout
+            .as_ref()
+            .map_or(Duration::from_secs(30), |d| d.value);
+        if ttl.value < Duration::from_secs(1) || ttl.value < call * 2 {
+            return Err(SpecError {
+                field: Some("policy.lease_ttl".into()),
+                at: None,
+                message: format!(
+                    "{} is too short: at least 1s and twice policy.call_timeout ({}; default 30s)",
+                    ttl.text,
+                    self.policy
+                        .call_timeout
+                        .as_ref()
+                        .map_or("30s".to_owned(), |d| d.text.clone())
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Checks that each table has the fields its kind needs and none it does not use.
     pub fn check(&self) -> Result<(), SpecError> {
         let r = &self.route;
@@ -312,6 +340,7 @@ impl Spec {
             }
         };
         split_fields("strategy", &spelled(s.kind), &all, need, allowed)?;
+        self.check_lease()?;
         for (i, c) in self.checks.iter().enumerate() {
             let all = [
                 ("url", c.url.is_some()),

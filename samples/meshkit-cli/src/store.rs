@@ -13,40 +13,84 @@ use serde_json::json;
 use crate::{Cli, aws_env, exit};
 
 /// Where `--store` (or `MESHKIT_STORE`) points: `sqlite:PATH`, `dynamodb:TABLE`, or
-/// (unset) the embedded file in the user's state directory.
-pub(crate) async fn open(cli: &Cli) -> Result<Arc<dyn RolloutStore>, String> {
+/// (unset) the embedded file in the user's state directory. `Err` carries the exit
+/// code: 2 for a malformed value or a directory that does not exist, 4 for a store
+/// that cannot be opened.
+pub(crate) async fn open_coded(cli: &Cli) -> Result<Arc<dyn RolloutStore>, (u8, String)> {
     let given = cli
         .store
         .clone()
         .or_else(|| std::env::var("MESHKIT_STORE").ok())
         .filter(|s| !s.trim().is_empty());
+    let failed = |e: meshkit::store::StoreError| (exit::FAILED, e.to_string());
     match given.as_deref().map(|s| s.split_once(':')) {
         None => SqliteStore::open(SqliteStore::default_path())
             .map(|s| Arc::new(s) as Arc<dyn RolloutStore>)
-            .map_err(|e| e.to_string()),
-        Some(Some(("sqlite", path))) if !path.is_empty() => SqliteStore::open(path)
-            .map(|s| Arc::new(s) as Arc<dyn RolloutStore>)
-            .map_err(|e| e.to_string()),
+            .map_err(failed),
+        Some(Some(("sqlite", path))) if !path.is_empty() => {
+            // A given path is not created: a typo must not look like an empty store.
+            let dir = std::path::Path::new(path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty());
+            if let Some(dir) = dir.filter(|d| !d.is_dir()) {
+                return Err((
+                    exit::INVALID,
+                    format!(
+                        "--store sqlite:{path}: the directory {} does not exist",
+                        dir.display()
+                    ),
+                ));
+            }
+            SqliteStore::open(path)
+                .map(|s| Arc::new(s) as Arc<dyn RolloutStore>)
+                .map_err(failed)
+        }
         Some(Some(("dynamodb", table))) if !table.is_empty() => {
-            let sdk = aws_env::sdk(cli).await?;
+            let sdk = aws_env::sdk(cli).await.map_err(|e| (exit::INVALID, e))?;
             Ok(Arc::new(DynamoStore::new(
                 meshkit::sdk::dynamodb::Client::new(&sdk),
                 table,
             )))
         }
-        _ => Err(format!(
-            "--store must be sqlite:PATH or dynamodb:TABLE, not '{}'",
-            given.unwrap_or_default()
+        _ => Err((
+            exit::INVALID,
+            format!(
+                "--store must be sqlite:PATH or dynamodb:TABLE, not '{}'",
+                given.unwrap_or_default()
+            ),
         )),
     }
 }
 
-/// Who this process is in leases and records: `--holder`, else `user@host:pid`.
-pub(crate) fn holder(cli: &Cli) -> Holder {
+/// [`open_coded`] for the commands that only read the store.
+pub(crate) async fn open(cli: &Cli) -> Result<Arc<dyn RolloutStore>, String> {
+    open_coded(cli).await.map_err(|(_, e)| e)
+}
+
+/// Who this process is in leases and records: `--holder` (1-128 printable
+/// characters), else `user@host:pid`.
+pub(crate) fn holder(cli: &Cli) -> Result<Holder, String> {
     match &cli.holder {
-        Some(name) => Holder::named(name),
-        None => Holder::current(),
+        Some(name) => {
+            let ok = !name.trim().is_empty()
+                && name.chars().count() <= 128
+                && !name.chars().any(char::is_control);
+            if ok {
+                Ok(Holder::named(name))
+            } else {
+                Err("--holder must be 1-128 printable characters (no newlines or escapes)".into())
+            }
+        }
+        None => Ok(Holder::current()),
     }
+}
+
+/// A stored text for a terminal: control characters shown as `?`, so nothing
+/// recorded can fake a line or send escapes.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 fn when(t: Option<SystemTime>) -> String {
@@ -95,13 +139,13 @@ pub(crate) async fn history(cli: &Cli, route: Option<&str>, limit: usize) -> u8 
     );
     for s in &lines {
         out!(
-            "{:<20} {:<11} {:<20} {:<17} {:<20} {}",
+            "{:<20} {:<11} {:<25} {:<17} {:<20} {}",
             utc(s.started),
             s.state.as_str(),
-            s.id,
-            format!("{} \u{2192} {}", s.stable, s.candidate),
-            s.started_by,
-            s.route
+            clean(&s.id),
+            clean(&format!("{} \u{2192} {}", s.stable, s.candidate)),
+            clean(&s.started_by),
+            clean(&s.route)
         );
     }
     exit::OK
@@ -167,7 +211,7 @@ pub(crate) async fn show(cli: &Cli, id: &str) -> u8 {
         when(s.ended)
     );
     for e in &rec.entries {
-        out!("{}  {:<14} {}", utc(e.at), e.by, e.message);
+        out!("{}  {:<14} {}", utc(e.at), clean(&e.by), clean(&e.message));
     }
     if rec.dropped > 0 {
         out!(
@@ -209,7 +253,7 @@ pub(crate) async fn ask(
     let Some(id) = lease.rollout.clone() else {
         return Ok(Asked::NoHolder);
     };
-    let by = holder(cli).name;
+    let by = holder(cli)?.name;
     let asked = store
         .request(&id, gate, &by)
         .await

@@ -362,3 +362,149 @@ fn history_show_and_store_flags_say_what_is_wrong() {
         .unwrap();
     assert_eq!(no_table.status.code(), Some(2), "{}", text(&no_table));
 }
+
+/// A tiny HTTP server answering 200 `ok`, for a local spec's upstreams.
+fn ok_server() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = stream;
+                let mut buf = [0u8; 4096];
+                let mut got = Vec::new();
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        got.drain(..end + 4);
+                        if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The local backend: a second run is refused naming the holder before it tries to
+/// bind the gateway's port (which the first run has), and `status` names the holder.
+#[test]
+fn local_runs_are_refused_by_the_lease_before_binding() {
+    let dir = temp_dir("store-local");
+    let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = gateway.local_addr().unwrap();
+    drop(gateway);
+    let (blue, green) = (ok_server(), ok_server());
+    let spec = dir.join("local.json");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"{{"route": {{"backend": "local", "listen": "{listen}", "stable": "blue",
+                 "stable_addr": "{blue}", "new": "green", "new_addr": "{green}"}},
+               "strategy": {{"kind": "canary", "steps": [10, 100], "bake": "20s"}},
+               "checks": [{{"kind": "http", "url": "http://{green}/", "requests": 1}}],
+               "policy": {{"check_interval": "200ms"}}}}"#
+        ),
+    )
+    .unwrap();
+    let (mut first, rx) = start(
+        "http://127.0.0.1:9",
+        &dir,
+        &spec,
+        &["--holder", "ci-1"],
+        "host-a",
+    );
+    wait_for(&rx, "WeightsWritten");
+    let second = meshkit(None, &dir)
+        .args(["--holder", "ci-2", "run"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(4), "{}", text(&second));
+    let said = text(&second);
+    assert!(
+        said.contains(&format!("route local:{listen} is being rolled out by ci-1")),
+        "{said}"
+    );
+    assert!(!said.contains("Address already in use"), "{said}");
+    let status = meshkit(None, &dir)
+        .arg("status")
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("lease held by ci-1"),
+        "{}",
+        text(&status)
+    );
+    let rollback = meshkit(None, &dir)
+        .args(["--holder", "ops", "rollback"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(rollback.status.code(), Some(0), "{}", text(&rollback));
+    assert_eq!(first.wait().unwrap().code(), Some(3));
+}
+
+/// What the outside-in trial found, refused as invalid input before anything runs.
+#[test]
+fn bad_holders_lease_settings_and_store_paths_are_refused() {
+    let dir = temp_dir("store-refusals");
+    let spec = dir.join("local.json");
+    let body = |policy: &str| {
+        format!(
+            r#"{{"route": {{"backend": "local", "listen": "127.0.0.1:1", "stable": "blue",
+                 "stable_addr": "127.0.0.1:2", "new": "green", "new_addr": "127.0.0.1:3"}},
+               "strategy": {{"kind": "canary", "steps": [10, 100], "bake": "1s"}},
+               "checks": [{{"kind": "http", "url": "http://127.0.0.1:3/"}}],
+               "policy": {policy}}}"#
+        )
+    };
+    std::fs::write(&spec, body(r#"{"lease_ttl": "1s", "call_timeout": "1s"}"#)).unwrap();
+    for cmd in ["plan", "run"] {
+        let out = meshkit(None, &dir).arg(cmd).arg(&spec).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {}", text(&out));
+        assert!(
+            text(&out).contains("policy.lease_ttl"),
+            "{cmd}: {}",
+            text(&out)
+        );
+    }
+    std::fs::write(&spec, body("{}")).unwrap();
+    let newline = meshkit(None, &dir)
+        .args(["--holder", "evil\nSTARTED promoted", "run"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(newline.status.code(), Some(2), "{}", text(&newline));
+    assert!(text(&newline).contains("--holder must be 1-128 printable characters"));
+    let missing = meshkit(None, &dir)
+        .args(["--store", "sqlite:/nonexistent-meshkit/x.db", "history"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    assert!(
+        !std::path::Path::new("/nonexistent-meshkit").exists(),
+        "a given path's directory is not created"
+    );
+    let junk = dir.join("junk.db");
+    std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
+    let out = meshkit(None, &dir)
+        .arg("--store")
+        .arg(format!("sqlite:{}", junk.display()))
+        .arg("run")
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("not a database"), "{}", text(&out));
+}
