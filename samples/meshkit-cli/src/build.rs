@@ -67,6 +67,11 @@ pub fn route_name(spec: &Spec) -> String {
         },
         Backend::Appmesh => appmesh_route(spec).map_or_else(String::new, |r| r.to_string()),
         Backend::Local => "local".to_string(),
+        Backend::EcsNative => format!(
+            "ecs:{}/{}",
+            r.cluster.as_deref().unwrap_or_default(),
+            r.service.as_deref().unwrap_or_default()
+        ),
     }
 }
 
@@ -75,7 +80,9 @@ pub fn route_name(spec: &Spec) -> String {
 pub fn resolution(spec: &Spec) -> Percent {
     match spec.route.backend {
         Backend::Appmesh => Percent::ONE,
-        Backend::Alb | Backend::Nlb | Backend::Lattice | Backend::Local => Percent::TENTH,
+        Backend::Alb | Backend::Nlb | Backend::Lattice | Backend::Local | Backend::EcsNative => {
+            Percent::TENTH
+        }
     }
 }
 

@@ -166,6 +166,9 @@ pub fn to_spec(d: &DeployJson, service: Option<&str>, stable: &str) -> Result<Sp
             confirm_traffic: None,
             min_requests: None,
             confirm_within: None,
+            cluster: None,
+            task_definition: None,
+            hook_timeout: None,
         },
         strategy: StrategySpec {
             kind: StrategyKind::Linear,

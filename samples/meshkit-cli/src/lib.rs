@@ -45,6 +45,7 @@ mod aws_env;
 mod elb;
 mod lattice;
 mod load;
+mod native;
 mod plan;
 mod route;
 mod run;

@@ -100,12 +100,17 @@ pub fn load_spec(text: &str, format: Format) -> Result<Spec, SpecError> {
     Ok(spec)
 }
 
-/// Everything the rollout builder checks, with no backend call.
-pub(crate) fn validate(spec: &Spec) -> Result<Rollout, SpecError> {
+/// Everything the rollout builder checks, with no backend call. An `ecs-native`
+/// spec is checked by [`crate::native::validate`] (ECS runs the strategy; there is no
+/// meshkit plan to build) and gives `None`.
+pub(crate) fn validate(spec: &Spec) -> Result<Option<Rollout>, SpecError> {
+    if spec.route.backend == crate::spec::Backend::EcsNative {
+        return crate::native::validate(spec).map(|_| None);
+    }
     build::local_addrs(spec)?;
     let checks = build::checks(spec, None, None, &build::Groups::new())?;
     let b = rollout_builder(spec, NullRouter(build::resolution(spec)), checks)?;
-    b.build().map_err(build::config_error_in(spec))
+    b.build().map(Some).map_err(build::config_error_in(spec))
 }
 
 /// The rollout builder for `spec` on `router` with `checks`.

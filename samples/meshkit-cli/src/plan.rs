@@ -63,8 +63,12 @@ impl Calls {
 /// Prints the plan; returns the exit code.
 pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
     let spec = &loaded.spec;
+    if spec.route.backend == Backend::EcsNative {
+        return crate::native::plan(cli, loaded);
+    }
     let rollout = match validate(spec) {
-        Ok(r) => r,
+        Ok(Some(r)) => r,
+        Ok(None) => return exit::INVALID,
         Err(e) => {
             err!("meshkit: invalid spec: {e}");
             return exit::INVALID;
@@ -100,7 +104,7 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
         Backend::Appmesh => Some(Calls::appmesh(loaded)),
         Backend::Alb | Backend::Nlb => Some(Calls::elb(spec.route.confirm_traffic == Some(true))),
         Backend::Lattice => Some(Calls::elb(false)),
-        Backend::Local => None,
+        Backend::Local | Backend::EcsNative => None,
     };
     let check_calls = check_calls(spec);
     if cli.json {

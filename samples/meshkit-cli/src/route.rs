@@ -103,6 +103,9 @@ async fn open(cli: &Cli, loaded: &Loaded) -> Result<Opened, u8> {
 
 /// Prints the route's weights and revision.
 pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
+    if loaded.spec.route.backend == Backend::EcsNative {
+        return crate::native::status(cli, loaded).await;
+    }
     let key = build::store_key(&loaded.spec);
     let holder = match crate::store::holder_of(cli, &key).await {
         Ok(h) => h,
@@ -229,6 +232,9 @@ pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8, force: bool
     };
     let key = build::store_key(&loaded.spec);
     match crate::store::ask(cli, &key, gate, gate_wait(loaded)).await {
+        Ok(crate::store::Asked::NoHolder) if loaded.spec.route.backend == Backend::EcsNative => {
+            crate::native::set_directly(cli, loaded, new_percent == 100).await
+        }
         Ok(crate::store::Asked::NoHolder) => set_directly(cli, loaded, new_percent, force).await,
         Ok(asked) => crate::store::said(cli, gate, &asked),
         Err(e) => crate::failed(

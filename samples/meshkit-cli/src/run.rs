@@ -31,6 +31,9 @@ pub(crate) async fn run(
     wait: Option<std::time::Duration>,
 ) -> u8 {
     let spec = &loaded.spec;
+    if spec.route.backend == Backend::EcsNative {
+        return crate::native::run(cli, loaded, wait).await;
+    }
     // The store first: who holds the route is said before anything starts (a local
     // gateway binding its port, a load balancer's preflight).
     let holder = match crate::store::holder(cli) {
@@ -178,6 +181,21 @@ pub(crate) async fn run(
             return exit::INVALID;
         }
     };
+    let events = rollout.events();
+    let handle = rollout.handle();
+    supervise(cli.json, rollout.run(), handle, events, stable, new).await
+}
+
+/// Runs `run` to its end with its events on stdout, the signals handled (Ctrl-C
+/// asks, SIGTERM and SIGHUP abort through `handle`), and returns the exit code.
+pub(crate) async fn supervise(
+    json: bool,
+    run: impl std::future::Future<Output = Result<Outcome, RolloutError>>,
+    handle: meshkit::RolloutHandle,
+    mut events: meshkit::rollout::Events,
+    stable: &str,
+    new: &str,
+) -> u8 {
     let mut signals = match Signals::new() {
         Ok(s) => s,
         Err(e) => {
@@ -185,15 +203,11 @@ pub(crate) async fn run(
             return exit::FAILED;
         }
     };
-    let json = cli.json;
-    let mut events = rollout.events();
     let printer = tokio::spawn(async move {
         while let Some((at, event)) = events.recv_timed().await {
             print_event(json, at, &event);
         }
     });
-    let handle = rollout.handle();
-    let run = rollout.run();
     tokio::pin!(run);
     let (answer_tx, mut answer) = tokio::sync::mpsc::unbounded_channel::<bool>();
     // The first signal, and the one that made the run roll back (for the exit code).

@@ -36,6 +36,10 @@ pub enum Backend {
     Lattice,
     /// The local embedded mesh, started by `meshkit run` for the run.
     Local,
+    /// An ECS native deployment (`LINEAR` or `CANARY`, Service Connect or any load
+    /// balancer): ECS shifts the traffic, meshkit judges every step.
+    #[serde(rename = "ecs-native")]
+    EcsNative,
 }
 
 /// Which backend, which route, which versions. Fields are checked per backend by
@@ -64,7 +68,15 @@ pub struct RouteSpec {
     /// Local: the new version's upstream address.
     pub new_addr: Option<String>,
     /// VPC Lattice: the service id (`svc-…`), with `listener` (and `rule`) as ids.
+    /// ECS native: the ECS service.
     pub service: Option<String>,
+    /// ECS native: the cluster.
+    pub cluster: Option<String>,
+    /// ECS native: the new task definition (`family:revision` or ARN).
+    pub task_definition: Option<String>,
+    /// ECS native: how long ECS waits at a pause for meshkit's answer before rolling
+    /// back (whole minutes; default 30m).
+    pub hook_timeout: Option<Dur>,
     /// ALB/NLB: the listener ARN (its default action is shifted); VPC Lattice: the
     /// listener id or ARN.
     pub listener: Option<String>,
@@ -264,6 +276,9 @@ impl Spec {
             ("confirm_traffic", r.confirm_traffic.is_some()),
             ("min_requests", r.min_requests.is_some()),
             ("confirm_within", r.confirm_within.is_some()),
+            ("cluster", r.cluster.is_some()),
+            ("task_definition", r.task_definition.is_some()),
+            ("hook_timeout", r.hook_timeout.is_some()),
         ];
         let (need, allowed): (&[&str], &[&str]) = match r.backend {
             Backend::Appmesh => (
@@ -286,6 +301,10 @@ impl Spec {
                 ],
             ),
             Backend::Nlb => (&["listener"], &["listener", "settle_delay"]),
+            Backend::EcsNative => (
+                &["cluster", "service", "task_definition"],
+                &["cluster", "service", "task_definition", "hook_timeout"],
+            ),
             Backend::Lattice => (
                 &[],
                 &[
@@ -311,6 +330,9 @@ impl Spec {
             ("route", r.route.as_ref()),
             ("listener", r.listener.as_ref()),
             ("rule", r.rule.as_ref()),
+            ("cluster", r.cluster.as_ref()),
+            ("service", r.service.as_ref()),
+            ("task_definition", r.task_definition.as_ref()),
         ];
         if let Some((name, _)) = names
             .iter()
@@ -331,7 +353,19 @@ impl Spec {
             ("wait", s.wait.is_some()),
             ("step_bake", s.step_bake.is_some()),
         ];
+        let native = r.backend == Backend::EcsNative;
+        if native && !matches!(s.kind, StrategyKind::Canary | StrategyKind::Linear) {
+            return Err(SpecError {
+                field: Some("strategy.kind".into()),
+                at: None,
+                message: "the ecs-native backend runs ECS's strategies: linear or canary".into(),
+            });
+        }
         let (need, allowed): (&[&str], &[&str]) = match s.kind {
+            // ECS's canary: one step then all (`steps = [10]` or `[10, 100]`), `bake`
+            // after each; ECS's linear: `step` every `wait`, `bake` after the last.
+            StrategyKind::Canary if native => (&["steps"], &["steps", "bake"]),
+            StrategyKind::Linear if native => (&["step", "wait"], &["step", "wait", "bake"]),
             StrategyKind::Canary => (&["steps"], &["steps", "bake", "pre_check"]),
             StrategyKind::Linear => (&["step", "wait"], &["step", "wait"]),
             StrategyKind::BlueGreen => (&[], &["bake", "pre_check"]),
