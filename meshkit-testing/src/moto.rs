@@ -83,7 +83,9 @@ impl MotoServer {
     }
 
     /// Starts an emulator with extra environment variables (moto reads a few, such as
-    /// `MOTO_ECS_SERVICE_RUNNING`).
+    /// `MOTO_ECS_SERVICE_RUNNING`; meshkit's ECS service-deployment extension reads
+    /// `MESHKIT_ECS_MINUTE_SECONDS`, how long one ECS minute of bakes and hook
+    /// timeouts lasts, default 60).
     pub fn start_with_env(env: &[(&str, &str)]) -> Result<Self, MotoError> {
         let python = std::env::var("MESHKIT_PYTHON").unwrap_or_else(|_| "python3".into());
         let not_installed = |detail: String| MotoError::NotInstalled {

@@ -12,6 +12,9 @@ use aws_sdk_ecs::types::{
     DeploymentLifecycleHookTimeoutConfiguration, DeploymentStrategy, LinearConfiguration,
     StopServiceDeploymentStopType,
 };
+use opentelemetry::KeyValue;
+use opentelemetry::global::BoxedSpan;
+use opentelemetry::trace::{Span, Status, Tracer};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -446,6 +449,8 @@ impl EcsNativeBuilder {
 
 /// What the judge has asked of ECS, once it asked to roll back.
 struct Judge {
+    /// The deployment's span: hook answers and the rollback are its events.
+    span: BoxedSpan,
     cfg: NativeConfig,
     emit: Emitter,
     control: mpsc::UnboundedReceiver<Control>,
@@ -512,7 +517,15 @@ impl EcsNative {
                 return Err(e);
             }
         };
+        let mut span = opentelemetry::global::tracer("meshkit").start("meshkit.ecs_native");
+        span.set_attributes([
+            KeyValue::new("meshkit.cluster", cfg.cluster.clone()),
+            KeyValue::new("meshkit.service", cfg.service.clone()),
+            KeyValue::new("meshkit.deployment", arn.clone()),
+            KeyValue::new("meshkit.strategy", cfg.strategy.name()),
+        ]);
         let mut judge = Judge {
+            span,
             cfg,
             emit,
             control,
@@ -532,6 +545,20 @@ impl EcsNative {
             snap_weights: None,
         };
         let result = judge.watch().await;
+        let outcome = match &result {
+            Ok(o) if o.is_promoted() => "promoted",
+            Ok(_) => "rolled_back",
+            Err(_) => "stopped",
+        };
+        judge
+            .span
+            .set_attribute(KeyValue::new("meshkit.outcome", outcome));
+        match &result {
+            Ok(o) if !o.is_promoted() => judge.span.set_status(Status::error(o.to_string())),
+            Err(e) => judge.span.set_status(Status::error(e.to_string())),
+            Ok(_) => {}
+        }
+        judge.span.end();
         match &result {
             Ok(outcome) => judge.emit.send(Event::Done {
                 outcome: outcome.clone(),
@@ -782,6 +809,14 @@ impl Judge {
             }
             tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
         }
+        self.span.add_event(
+            "hook answered",
+            vec![
+                KeyValue::new("hook", hook.to_owned()),
+                KeyValue::new("action", action.as_str().to_owned()),
+                KeyValue::new("ok", r.is_ok()),
+            ],
+        );
         self.emit.send(Event::HookAnswered {
             hook_id: hook.to_owned(),
             action: action.as_str().to_owned(),
@@ -832,6 +867,10 @@ impl Judge {
         self.emit.send(Event::RollbackStarted {
             reason: reason.clone(),
         });
+        self.span.add_event(
+            "rollback",
+            vec![KeyValue::new("reason", reason.to_string())],
+        );
         self.rolling_back = Some(reason);
         let hook = snap
             .awaiting()
