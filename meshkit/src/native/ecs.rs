@@ -396,31 +396,17 @@ impl EcsNativeBuilder {
             .unwrap_or_else(|| self.policy.check_interval.min(Duration::from_secs(5)));
         let store = match self.store {
             None => None,
-            Some(store) => {
-                let ttl = self
-                    .lease_ttl
-                    .unwrap_or((self.policy.call_timeout * 2).max(Duration::from_secs(60)));
-                if ttl < Duration::from_secs(1) || ttl < self.policy.call_timeout * 2 {
-                    return Err(ConfigError::Policy {
-                        field: "lease_ttl",
-                        problem: format!(
-                            "{ttl:?} is too short: at least 1 s and twice the call timeout ({:?})",
-                            self.policy.call_timeout
-                        ),
-                    });
-                }
-                Some(StoreConfig {
-                    key: self
-                        .store_key
-                        .unwrap_or_else(|| format!("ecs:{cluster}/{service}")),
-                    store,
-                    holder: self.holder.unwrap_or_else(Holder::current),
-                    ttl,
-                    wait: self.wait_for_lease,
-                    max_entries: crate::store::DEFAULT_MAX_ENTRIES,
-                    clock: crate::store::system_clock(),
-                })
-            }
+            Some(store) => Some(StoreConfig::new(
+                store,
+                self.store_key
+                    .unwrap_or_else(|| format!("ecs:{cluster}/{service}")),
+                self.holder,
+                self.lease_ttl,
+                self.wait_for_lease,
+                None,
+                None,
+                self.policy.call_timeout,
+            )?),
         };
         let (control_tx, control) = mpsc::unbounded_channel();
         Ok(EcsNative {

@@ -448,31 +448,16 @@ impl RolloutBuilder {
             .unwrap_or_else(|| opentelemetry::global::tracer("meshkit"));
         let store = match self.store {
             None => None,
-            Some(store) => {
-                let ttl = self
-                    .lease_ttl
-                    .unwrap_or((self.policy.call_timeout * 2).max(Duration::from_secs(60)));
-                if ttl < Duration::from_secs(1) || ttl < self.policy.call_timeout * 2 {
-                    return Err(ConfigError::Policy {
-                        field: "lease_ttl",
-                        problem: format!(
-                            "{ttl:?} is too short: at least 1 s and twice the call timeout ({:?})",
-                            self.policy.call_timeout
-                        ),
-                    });
-                }
-                Some(stored::StoreConfig {
-                    key: self.store_key.unwrap_or_else(|| route.to_string()),
-                    store,
-                    holder: self.holder.unwrap_or_else(Holder::current),
-                    ttl,
-                    wait: self.wait_for_lease,
-                    max_entries: self
-                        .max_record_entries
-                        .unwrap_or(crate::store::DEFAULT_MAX_ENTRIES),
-                    clock: self.store_clock.unwrap_or_else(crate::store::system_clock),
-                })
-            }
+            Some(store) => Some(stored::StoreConfig::new(
+                store,
+                self.store_key.unwrap_or_else(|| route.to_string()),
+                self.holder,
+                self.lease_ttl,
+                self.wait_for_lease,
+                self.max_record_entries,
+                self.store_clock,
+                self.policy.call_timeout,
+            )?),
         };
         let events = std::sync::OnceLock::new();
         let (control_tx, control) = mpsc::unbounded_channel();

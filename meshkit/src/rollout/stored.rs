@@ -32,7 +32,42 @@ pub(crate) struct StoreConfig {
     pub(crate) clock: Clock,
 }
 
-/// Takes the route's lease; with `wait`, polls until it is free or `wait` passed.
+impl StoreConfig {
+    /// The store settings of a builder, validated: the lease lasts at least 1 s and
+    /// twice `call_timeout` (default: 60 s or twice the call timeout).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        store: Arc<dyn RolloutStore>,
+        key: String,
+        holder: Option<Holder>,
+        ttl: Option<Duration>,
+        wait: Option<Duration>,
+        max_entries: Option<usize>,
+        clock: Option<Clock>,
+        call_timeout: Duration,
+    ) -> Result<Self, crate::error::ConfigError> {
+        let ttl = ttl.unwrap_or((call_timeout * 2).max(Duration::from_secs(60)));
+        if ttl < Duration::from_secs(1) || ttl < call_timeout * 2 {
+            return Err(crate::error::ConfigError::Policy {
+                field: "lease_ttl",
+                problem: format!(
+                    "{ttl:?} is too short: at least 1 s and twice the call timeout ({call_timeout:?})"
+                ),
+            });
+        }
+        Ok(Self {
+            key,
+            store,
+            holder: holder.unwrap_or_else(Holder::current),
+            ttl,
+            wait,
+            max_entries: max_entries.unwrap_or(crate::store::DEFAULT_MAX_ENTRIES),
+            clock: clock.unwrap_or_else(crate::store::system_clock),
+        })
+    }
+}
+
+/// Takes the lease; with `wait`, polls until it is free or `wait` passed.
 async fn acquire(sc: &StoreConfig, route: &str) -> Result<Lease, StoreError> {
     let until = sc.wait.map(|w| Instant::now() + w);
     loop {

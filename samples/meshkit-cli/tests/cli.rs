@@ -299,42 +299,12 @@ async fn twenty_kills_at_random_points_all_resume_to_a_safe_end() {
     let _ = (V1, V2);
 }
 
-/// A tiny HTTP server answering 200 `ok` to everything, on a free port.
-fn ok_server() -> std::net::SocketAddr {
-    use std::io::{Read, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut s = stream;
-                let mut buf = [0u8; 4096];
-                let mut got = Vec::new();
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                        got.drain(..end + 4);
-                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        if s.write_all(reply).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// A free gateway address and two upstreams answering 200.
 fn local_addrs() -> (SocketAddr, SocketAddr, SocketAddr) {
     let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let listen = gateway.local_addr().unwrap();
     drop(gateway);
-    (listen, ok_server(), ok_server())
+    (listen, common::http_server(200), common::http_server(200))
 }
 
 /// The `route` table of a local spec from blue to green.

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -13,34 +13,6 @@ use common::{meshkit, temp_dir, text};
 use meshkit_testing::MotoServer;
 
 const EXAMPLE: &str = include_str!("../specs/ecs-native.toml");
-
-fn server(status: u16) -> std::net::SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut s = stream;
-                let mut buf = [0u8; 4096];
-                let mut got = Vec::new();
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                        got.drain(..end + 4);
-                        let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\n\r\nok");
-                        if s.write_all(reply.as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
 
 async fn service(moto: &MotoServer) {
     let ecs = meshkit::sdk::ecs::Client::new(&moto.sdk_config());
@@ -182,7 +154,7 @@ async fn run_promotes_a_healthy_revision_then_status_says_so() {
     let moto = MotoServer::start_with_env(&[("MESHKIT_ECS_MINUTE_SECONDS", "1")]).unwrap();
     service(&moto).await;
     let dir = temp_dir("native-run");
-    let spec = spec(&dir, server(200), "1m");
+    let spec = spec(&dir, common::http_server(200), "1m");
     let out = meshkit(Some(moto.endpoint()), &dir)
         .args(["run", "--json"])
         .arg(&spec)
@@ -219,7 +191,7 @@ async fn a_failing_revision_is_rolled_back_exit_3() {
     let moto = MotoServer::start_with_env(&[("MESHKIT_ECS_MINUTE_SECONDS", "1")]).unwrap();
     service(&moto).await;
     let dir = temp_dir("native-broken");
-    let spec = spec(&dir, server(500), "1m");
+    let spec = spec(&dir, common::http_server(500), "1m");
     let out = meshkit(Some(moto.endpoint()), &dir)
         .args(["run", "--json"])
         .arg(&spec)
@@ -241,7 +213,7 @@ async fn rollback_from_another_shell_goes_through_the_judge() {
     let moto = MotoServer::start_with_env(&[("MESHKIT_ECS_MINUTE_SECONDS", "1")]).unwrap();
     service(&moto).await;
     let dir = temp_dir("native-gate");
-    let spec = spec(&dir, server(200), "10m");
+    let spec = spec(&dir, common::http_server(200), "10m");
     tokio::task::block_in_place(|| {
         let mut run = meshkit(Some(moto.endpoint()), &dir)
             .args(["--holder", "ci-1", "run", "--json"])

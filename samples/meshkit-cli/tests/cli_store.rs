@@ -363,37 +363,6 @@ fn history_show_and_store_flags_say_what_is_wrong() {
     assert_eq!(no_table.status.code(), Some(2), "{}", text(&no_table));
 }
 
-/// A tiny HTTP server answering 200 `ok`, for a local spec's upstreams.
-fn ok_server() -> std::net::SocketAddr {
-    use std::io::{Read, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut s = stream;
-                let mut buf = [0u8; 4096];
-                let mut got = Vec::new();
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                        got.drain(..end + 4);
-                        if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// The local backend: a second run is refused naming the holder before it tries to
 /// bind the gateway's port (which the first run has), and `status` names the holder.
 #[test]
@@ -402,7 +371,7 @@ fn local_runs_are_refused_by_the_lease_before_binding() {
     let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let listen = gateway.local_addr().unwrap();
     drop(gateway);
-    let (blue, green) = (ok_server(), ok_server());
+    let (blue, green) = (common::http_server(200), common::http_server(200));
     let spec = dir.join("local.json");
     std::fs::write(
         &spec,
