@@ -699,12 +699,15 @@ try:
 
     def list_service_deployments(self):
         service = self._get_param("service")
+        cluster = self._get_param("cluster", "default")
+        cluster_name = cluster.rsplit("/", 1)[-1]
         wanted = self._get_param("status") or []
         out = []
         with ECS_LOCK:
             now = time.time()
             for d in ECS_DEPLOYMENTS.values():
-                if not (d.service_arn == service or d.service_arn.endswith("/" + service)):
+                if not (d.service_arn == service
+                        or d.service_arn.endswith("/%s/%s" % (cluster_name, service))):
                     continue
                 d.advance(now)
                 if wanted and d.status not in wanted:

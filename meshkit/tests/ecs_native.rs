@@ -467,3 +467,196 @@ async fn a_hook_left_to_expire_rolls_back_and_says_why() {
             .any(|e| matches!(e, Event::HookAwaiting { .. }))
     );
 }
+
+mod store_harness;
+
+/// A judge under a store (a SQLite file, a test clock for lease expiry).
+fn stored(
+    ecs: &aws_sdk_ecs::Client,
+    store: &std::sync::Arc<meshkit::store::SqliteStore>,
+    clock: &store_harness::ManualClock,
+    name: &str,
+) -> EcsNative {
+    EcsNative::builder()
+        .client(ecs.clone())
+        .cluster(CLUSTER)
+        .service("web")
+        .task_definition("web:2")
+        .strategy(LINEAR)
+        .hook_timeout(MIN)
+        .names("web:1", "web:2")
+        .check(health::from_fn("ok", |_| async { Verdict::Healthy }))
+        .check_interval(Duration::from_millis(100))
+        .poll_interval(Duration::from_millis(40))
+        .call_timeout(Duration::from_millis(900))
+        .store(store.clone())
+        .store_clock(clock.clock())
+        .holder(meshkit::store::Holder::named(name))
+        .lease_ttl(Duration::from_secs(2))
+        .build()
+        .unwrap()
+}
+
+fn sqlite(
+    name: &str,
+) -> (
+    std::sync::Arc<meshkit::store::SqliteStore>,
+    store_harness::ManualClock,
+) {
+    let clock = store_harness::ManualClock::new();
+    let dir = std::env::temp_dir().join(format!(
+        "meshkit-native-{name}-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let store = meshkit::store::SqliteStore::open(dir.join("r.db"))
+        .unwrap()
+        .with_clock(clock.clock());
+    (std::sync::Arc::new(store), clock)
+}
+
+/// Paused, killed, taken over: the pause still holds in the new judge (the hook is not
+/// answered), and ECS's timeout rolls back, said as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_survives_a_takeover() {
+    let moto = moto();
+    let ecs = service(&moto).await;
+    use meshkit::store::RolloutStore as _;
+    let (store, clock) = sqlite("pause");
+    let first = stored(&ecs, &store, &clock, "judge-1");
+    let mut events = first.events();
+    let task = tokio::spawn(first.run());
+    // The pause comes through the store, as `meshkit pause` sends it, and is applied.
+    let id = loop {
+        if let Some(id) = store
+            .lease("ecs:shop/web")
+            .await
+            .unwrap()
+            .and_then(|l| l.rollout)
+        {
+            break id;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    store
+        .request(&id, meshkit::store::Gate::Pause, "ops")
+        .await
+        .unwrap();
+    while let Some(e) = events.recv().await {
+        if matches!(e, Event::Paused) {
+            break;
+        }
+    }
+    task.abort();
+    let _ = task.await;
+    clock.expire_leases();
+    let (r, events) = run(stored(&ecs, &store, &clock, "judge-2")).await;
+    match r.unwrap() {
+        Outcome::RolledBack {
+            reason: RollbackReason::Native(why),
+            ..
+        } => {
+            assert!(
+                why.contains("expired before meshkit answered it (the rollout was paused)"),
+                "{why}"
+            )
+        }
+        other => panic!("{other}"),
+    }
+    assert!(
+        answers(&events).is_empty(),
+        "the held hook was not answered: {events:#?}"
+    );
+}
+
+/// The judge died and the deployment ended meanwhile (its hook expired): the next
+/// judge reports that end, and starts no new deployment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_after_the_deployment_ended_reports_it_and_starts_nothing() {
+    let moto = moto();
+    let ecs = service(&moto).await;
+    let (store, clock) = sqlite("ended");
+    let first = stored(&ecs, &store, &clock, "judge-1");
+    first.handle().pause().unwrap();
+    let mut events = first.events();
+    let task = tokio::spawn(first.run());
+    while let Some(e) = events.recv().await {
+        if matches!(e, Event::HookAwaiting { .. }) {
+            break;
+        }
+    }
+    task.abort();
+    let _ = task.await;
+    // ECS's one-minute hook timeout (one second here) passes with no judge.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    clock.expire_leases();
+    let (r, events) = run(stored(&ecs, &store, &clock, "judge-2")).await;
+    match r.unwrap() {
+        Outcome::RolledBack {
+            reason: RollbackReason::Native(why),
+            ..
+        } => {
+            assert!(
+                why.contains("(no judge was running when it expired)"),
+                "{why}"
+            )
+        }
+        other => panic!("{other}"),
+    }
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::DeploymentStarted { .. }))
+    );
+    let listed = ecs
+        .list_service_deployments()
+        .cluster(CLUSTER)
+        .service("web")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.service_deployments().len(),
+        1,
+        "no second deployment"
+    );
+    use meshkit::store::RolloutStore as _;
+    let history = store.history(None, 10).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].state, meshkit::store::RecordState::RolledBack);
+}
+
+/// Run again once the service already runs the new revision: nothing started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_on_the_deployed_revision_starts_nothing() {
+    let moto = moto();
+    let ecs = service(&moto).await;
+    let ok = || health::from_fn("ok", |_| async { Verdict::Healthy });
+    assert!(
+        run(judge(&ecs, LINEAR, ok()))
+            .await
+            .0
+            .unwrap()
+            .is_promoted()
+    );
+    let (r, events) = run(judge(&ecs, LINEAR, ok())).await;
+    assert!(r.unwrap().is_promoted());
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::AlreadyInForce { .. })),
+        "{events:#?}"
+    );
+    let listed = ecs
+        .list_service_deployments()
+        .cluster(CLUSTER)
+        .service("web")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.service_deployments().len(),
+        1,
+        "no second deployment"
+    );
+}

@@ -89,7 +89,8 @@ impl NativeStrategy {
                 let mut out = Vec::new();
                 let mut w: f64 = 0.0;
                 while w < 100.0 && step_percent > 0.0 {
-                    w = (w + step_percent).min(100.0);
+                    // In tenths of a percent, as ECS reports them: 3 × 33.3 is 99.9.
+                    w = (((w + step_percent) * 10.0).round() / 10.0).min(100.0);
                     out.push(w);
                 }
                 out
@@ -123,13 +124,11 @@ impl NativeStrategy {
     }
 }
 
-/// A rollout id for the store from the service's name: `ecs-` and up to 24 of its
-/// characters that ids allow.
-fn rollout_id(service: &str) -> String {
-    let name: String = service
-        .rsplit('/')
-        .next()
-        .unwrap_or(service)
+/// A rollout id for the store from the cluster's and the service's names: `ecs-`,
+/// then up to 24 characters of `cluster-service` that ids allow.
+fn rollout_id(cluster: &str, service: &str) -> String {
+    let last = |s: &str| s.rsplit('/').next().unwrap_or(s).to_owned();
+    let name: String = format!("{}-{}", last(cluster), last(service))
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .take(24)
@@ -227,6 +226,7 @@ pub struct EcsNativeBuilder {
     lease_ttl: Option<Duration>,
     wait_for_lease: Option<Duration>,
     store_key: Option<String>,
+    store_clock: Option<crate::store::Clock>,
 }
 
 impl EcsNative {
@@ -329,6 +329,12 @@ impl EcsNativeBuilder {
         self.wait_for_lease = Some(wait);
         self
     }
+    /// The clock of timeline lines (give the store's when you gave it one). Default:
+    /// the system clock.
+    pub fn store_clock(mut self, clock: crate::store::Clock) -> Self {
+        self.store_clock = Some(clock);
+        self
+    }
     /// The service's key in the store. Default `ecs:CLUSTER/SERVICE`.
     pub fn store_key(mut self, key: impl Into<String>) -> Self {
         self.store_key = Some(key.into());
@@ -404,7 +410,7 @@ impl EcsNativeBuilder {
                 self.lease_ttl,
                 self.wait_for_lease,
                 None,
-                None,
+                self.store_clock,
                 self.policy.call_timeout,
             )?),
         };
@@ -458,6 +464,8 @@ struct Judge {
     lost: Option<tokio::sync::watch::Receiver<Option<String>>>,
     /// The split last read.
     snap_weights: Option<Weights>,
+    /// The largest share the new revision was given.
+    max_percent: f64,
 }
 
 impl EcsNative {
@@ -472,9 +480,10 @@ impl EcsNative {
         let started = Instant::now();
         let mut emit = Emitter::new(events.into_inner(), started);
         let mut kept = None;
+        let mut resumed = false;
         if let Some(sc) = &cfg.store {
             let new = NewRollout {
-                id: rollout_id(&cfg.service),
+                id: rollout_id(&cfg.cluster, &cfg.service),
                 route: sc.key.clone(),
                 stable: cfg.stable.clone(),
                 candidate: cfg.candidate.clone(),
@@ -485,13 +494,30 @@ impl EcsNative {
             let handle = RolloutHandle {
                 tx: control_tx.clone(),
             };
-            let (keeper, tend) = keep(sc, new, handle, cfg.policy.check_interval).await?;
+            let (keeper, tend, took_over) =
+                keep(sc, new, handle, cfg.policy.check_interval).await?;
             emit.record_to(keeper.clone());
             kept = Some((keeper, tend));
+            resumed = took_over;
         }
         drop(control_tx);
-        let arn = match start(&cfg, &emit).await {
-            Ok(arn) => arn,
+        let arn = match start(&cfg, &emit, resumed).await {
+            Ok(Start::Deployment(arn)) => arn,
+            Ok(Start::AlreadyOn(weights)) => {
+                let outcome = Outcome::Promoted {
+                    weights,
+                    manual: false,
+                    elapsed: started.elapsed(),
+                };
+                emit.send(Event::Done {
+                    outcome: outcome.clone(),
+                });
+                if let (Some(sc), Some((keeper, tend))) = (&cfg.store, kept) {
+                    let end = (RecordState::Promoted, outcome.to_string());
+                    finish_stored(sc, &keeper, tend, end).await;
+                }
+                return Ok(outcome);
+            }
             Err(e) => {
                 emit.send(Event::Stopped {
                     error: e.to_string(),
@@ -529,6 +555,7 @@ impl EcsNative {
             lost: kept.as_ref().map(|(k, _)| k.lost()),
             keeper: kept.as_ref().map(|(k, _)| k.clone()),
             snap_weights: None,
+            max_percent: 0.0,
         };
         let result = judge.watch().await;
         let outcome = match &result {
@@ -614,11 +641,88 @@ async fn bounded<T>(
     })
 }
 
-/// Carries on with the deployment in progress, or starts one.
-async fn start(cfg: &NativeConfig, emit: &Emitter) -> Result<String, RolloutError> {
+/// Where a run begins.
+enum Start {
+    /// Judge this deployment (started, in progress, or, taking over a record, the
+    /// service's last one, which may have ended meanwhile).
+    Deployment(String),
+    /// The service already runs the new task definition and nothing is in progress.
+    AlreadyOn(Weights),
+}
+
+/// The service's newest deployment, whatever its status.
+async fn newest(cfg: &NativeConfig) -> Result<Option<String>, RolloutError> {
+    let call = cfg
+        .client
+        .list_service_deployments()
+        .cluster(&cfg.cluster)
+        .service(&cfg.service)
+        .send();
+    let out = bounded(cfg, call).await?.map_err(|e| {
+        deployment_error(
+            cfg,
+            format!(
+                "ListServiceDeployments failed: {}",
+                crate::aws::describe(&e)
+            ),
+            None,
+        )
+    })?;
+    Ok(out
+        .service_deployments()
+        .first()
+        .and_then(|d| d.service_deployment_arn())
+        .map(str::to_owned))
+}
+
+/// Whether the service already runs `td` (`family:revision` or ARN).
+async fn already_on(cfg: &NativeConfig, td: &str) -> Result<bool, RolloutError> {
+    let call = cfg
+        .client
+        .describe_services()
+        .cluster(&cfg.cluster)
+        .services(&cfg.service)
+        .send();
+    let out = bounded(cfg, call).await?.map_err(|e| {
+        deployment_error(
+            cfg,
+            format!(
+                "DescribeServices failed, nothing started: {}",
+                crate::aws::describe(&e)
+            ),
+            None,
+        )
+    })?;
+    if let Some(f) = out.failures().first() {
+        return Err(deployment_error(
+            cfg,
+            format!(
+                "ECS does not know the service ({}), nothing started",
+                f.reason().unwrap_or("no reason given")
+            ),
+            None,
+        ));
+    }
+    let running = out
+        .services()
+        .first()
+        .and_then(|s| s.task_definition())
+        .unwrap_or_default();
+    Ok(running == td || running.ends_with(&format!("/{td}")))
+}
+
+/// Carries on with the deployment in progress, or (taking over a record) reads the
+/// service's last one, or starts one.
+async fn start(cfg: &NativeConfig, emit: &Emitter, resumed: bool) -> Result<Start, RolloutError> {
     if let Some(arn) = in_progress(cfg).await? {
         emit.send(Event::DeploymentFound { arn: arn.clone() });
-        return Ok(arn);
+        return Ok(Start::Deployment(arn));
+    }
+    // The record this run took over had a deployment: it ended while no judge ran.
+    // Report its end; never start another one behind the record's back.
+    if resumed && let Some(arn) = newest(cfg).await? {
+        emit.send(Event::DeploymentFound { arn: arn.clone() });
+        return Ok(Start::Deployment(arn));
     }
     let Some(td) = &cfg.task_definition else {
         return Err(deployment_error(
@@ -627,6 +731,14 @@ async fn start(cfg: &NativeConfig, emit: &Emitter) -> Result<String, RolloutErro
             None,
         ));
     };
+    if already_on(cfg, td).await? {
+        let weights = Weights::relative([(cfg.stable.as_str(), 0), (cfg.candidate.as_str(), 1)])
+            .unwrap_or_else(|_| cfg.all_stable.clone());
+        emit.send(Event::AlreadyInForce {
+            weights: weights.clone(),
+        });
+        return Ok(Start::AlreadyOn(weights));
+    }
     let to_minutes = |d: Duration| i32::try_from(d.as_secs() / 60).unwrap_or(i32::MAX);
     let mut config = DeploymentConfiguration::builder()
         .bake_time_in_minutes(to_minutes(cfg.bake))
@@ -714,7 +826,7 @@ async fn start(cfg: &NativeConfig, emit: &Emitter) -> Result<String, RolloutErro
         )
     })?;
     emit.send(Event::DeploymentStarted { arn: arn.clone() });
-    Ok(arn)
+    Ok(Start::Deployment(arn))
 }
 
 impl Judge {
@@ -895,7 +1007,7 @@ impl Judge {
                 let timed_out = snap
                     .hook
                     .as_ref()
-                    .filter(|h| h.status == "TIMED_OUT" && self.unanswered.contains(&h.id));
+                    .filter(|h| h.status == "TIMED_OUT" && !self.answered.contains(&h.id));
                 let reason = match (&self.rolling_back, timed_out) {
                     (Some(r), _) => r.clone(),
                     (None, Some(h)) => RollbackReason::Native(format!(
@@ -903,6 +1015,8 @@ impl Judge {
                         h.id,
                         if self.paused {
                             " (the rollout was paused)"
+                        } else if !self.unanswered.contains(&h.id) {
+                            " (no judge was running when it expired)"
                         } else {
                             ""
                         }
@@ -915,7 +1029,7 @@ impl Judge {
                 };
                 Ok(Outcome::RolledBack {
                     reason,
-                    stage: None,
+                    stage: self.reached(),
                     weights,
                     elapsed,
                 })
@@ -1004,6 +1118,7 @@ impl Judge {
                     };
                     self.progress(&s);
                     self.snap_weights = Some(self.weights(s.new_percent));
+                    self.max_percent = self.max_percent.max(s.new_percent);
                     if let Some(end) = s.end() {
                         return self.outcome(end, &s).map_err(|e| *e);
                     }
@@ -1057,6 +1172,13 @@ impl Judge {
                 }
             }
         }
+    }
+
+    /// The last traffic step reached before the end (its index among ECS's steps),
+    /// `None` when no traffic moved.
+    fn reached(&self) -> Option<usize> {
+        let steps = self.cfg.strategy.steps();
+        steps.iter().rposition(|s| *s <= self.max_percent + 1e-9)
     }
 
     /// The index of the traffic step the deployment is at (for verdict events).

@@ -134,7 +134,7 @@ pub enum RolloutError {
     },
     /// A deployment that a service shifts itself (ECS native) could not be started or
     /// followed, or ended stopped or with a failed rollback.
-    #[error("deployment of {service}: {detail}; split in force: {}", show(.in_force.as_ref()))]
+    #[error("deployment of {service}: {detail}{}", .in_force.as_ref().map(|w| format!("; split in force: {w}")).unwrap_or_default())]
     Deployment {
         /// `cluster/service`.
         service: String,

@@ -330,6 +330,28 @@ impl Keeper {
         }
     }
 
+    /// Taking over a rollout: a pause the previous holder applied (and nobody resumed)
+    /// still holds; sent to the new holder before it starts.
+    pub(crate) async fn carry_pause(&self, handle: &RolloutHandle) {
+        let gates = match self.store.gates(&self.id).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(rollout = %self.id, error = %e, "reading gates failed; a pause from before the takeover may not hold");
+                return;
+            }
+        };
+        let held = gates
+            .iter()
+            .rfind(|g| g.applied.is_some() && matches!(g.gate, Gate::Pause | Gate::Resume))
+            .is_some_and(|g| g.gate == Gate::Pause);
+        if held && handle.pause().is_ok() {
+            self.note(
+                "Gate",
+                "the pause applied before the takeover still holds".into(),
+            );
+        }
+    }
+
     /// Applies the gates not applied yet: each goes to the runner and is marked
     /// applied in the store, with a timeline line.
     async fn gates(&self, seen: &mut Vec<String>, handle: &RolloutHandle) {

@@ -200,15 +200,17 @@ async fn prior(cfg: &Config, sc: &StoreConfig, route: &str) -> Result<Prior, Rol
 /// `sc.key`, carries on with the key's open record when it is of the same versions
 /// (or closes another one as abandoned: the deployment's state lives in the
 /// service), opens the record, and starts the keeper's heartbeat and gates. The
-/// caller records events through the keeper and ends with [`finish`].
+/// caller records events through the keeper and ends with [`finish`]. The flag says
+/// whether an open record was taken over.
 pub(crate) async fn keep(
     sc: &StoreConfig,
     mut new: NewRollout,
     handle: RolloutHandle,
     check_every: Duration,
-) -> Result<(Arc<Keeper>, tokio::task::JoinHandle<()>), RolloutError> {
+) -> Result<(Arc<Keeper>, tokio::task::JoinHandle<()>, bool), RolloutError> {
     let lease = acquire(sc, &sc.key).await?;
     let mut note = format!("took the lease (fencing token {})", lease.token);
+    let mut resumed = false;
     let opened = async {
         match sc.store.open_rollout(&sc.key).await? {
             Some(rec)
@@ -221,6 +223,7 @@ pub(crate) async fn keep(
                     rec.state
                 );
                 new.id = rec.rollout.id.clone();
+                resumed = true;
             }
             Some(rec) => {
                 let update = crate::store::RecordUpdate {
@@ -256,8 +259,11 @@ pub(crate) async fn keep(
         Progress::default(),
     ));
     keeper.note("Lease", note);
+    if resumed {
+        keeper.carry_pause(&handle).await;
+    }
     let tend = tokio::spawn(keeper.clone().tend(handle, check_every));
-    Ok((keeper, tend))
+    Ok((keeper, tend, resumed))
 }
 
 /// Ends what [`keep`] started: stops the keeper after its store call in progress,
@@ -373,6 +379,9 @@ pub(crate) async fn run(
     }
     let resumed_run = resumed.is_some();
     let handle = RolloutHandle { tx: control_tx };
+    if resumed_run {
+        keeper.carry_pause(&handle).await;
+    }
     let tend = tokio::spawn(keeper.clone().tend(handle, cfg.policy.check_interval));
     let result = Runner::new(cfg, events, control)
         .with_store(keeper.clone(), resumed)

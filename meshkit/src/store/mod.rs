@@ -55,6 +55,8 @@
 //! [`RecordState::Refused`]; a refused resume leaves the record open for the next run,
 //! unless the route holds weights the record never wrote ([`RecordState::Abandoned`]).
 //!
+//! A pause applied through a gate before a takeover still holds in the new holder.
+//!
 //! A lease expires `lease_ttl` after its last renewal: a `kill -9`'d holder's route
 //! can be taken over after at most that long.
 //!

@@ -117,13 +117,32 @@ fn offline_client() -> meshkit::sdk::ecs::Client {
     meshkit::sdk::ecs::Client::from_conf(conf)
 }
 
+/// ECS's durations: whole minutes, up to 24 h.
+fn whole_minutes(name: &str, d: Option<&crate::spec::Dur>) -> Result<(), SpecError> {
+    let Some(d) = d else { return Ok(()) };
+    let secs = d.value.as_secs();
+    if d.value.subsec_nanos() != 0 || !secs.is_multiple_of(60) || secs > 24 * 3600 {
+        return Err(field(
+            name,
+            format!("{} is not what ECS takes: whole minutes, up to 24h", d.text),
+        ));
+    }
+    Ok(())
+}
+
 /// Everything the judge checks, with no call.
 pub(crate) fn validate(spec: &Spec) -> Result<EcsNative, SpecError> {
+    whole_minutes("strategy.wait", spec.strategy.wait.as_ref())?;
+    whole_minutes("strategy.bake", spec.strategy.bake.as_ref())?;
+    whole_minutes("route.hook_timeout", spec.route.hook_timeout.as_ref())?;
     let checks = build::checks(spec, None, None, &build::Groups::new())?;
     let b = builder(spec, offline_client(), checks)?;
     b.build().map_err(|e| {
         let f = match &e {
-            meshkit::ConfigError::Strategy { field, .. } => format!("strategy.{field}"),
+            meshkit::ConfigError::Strategy { .. } if spec.strategy.kind == StrategyKind::Linear => {
+                "strategy.step".to_owned()
+            }
+            meshkit::ConfigError::Strategy { .. } => "strategy.steps".to_owned(),
             meshkit::ConfigError::Policy { field, .. } if *field == "hook_timeout" => {
                 "route.hook_timeout".into()
             }
@@ -132,7 +151,14 @@ pub(crate) fn validate(spec: &Spec) -> Result<EcsNative, SpecError> {
             }
             _ => "strategy".into(),
         };
-        field(&f, e.to_string())
+        let message = match &e {
+            meshkit::ConfigError::Strategy { .. } => {
+                "outside what ECS takes: a linear step of 3-100, a canary step of 0.1-100"
+                    .to_owned()
+            }
+            other => other.to_string(),
+        };
+        field(&f, message)
     })
 }
 
@@ -160,6 +186,10 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
             json!({"backend": "ecs-native", "cluster": r.cluster, "service": r.service,
                    "task_definition": r.task_definition, "steps": steps, "pauses": pauses,
                    "check_interval": interval,
+                   "wait": spec.strategy.wait.as_ref().map(|d| d.text.clone()),
+                   "bake": spec.strategy.bake.as_ref().map(|d| d.text.clone()),
+                   "hook_timeout": r.hook_timeout.as_ref().map_or("30m".to_owned(), |d| d.text.clone()),
+                   "checks": spec.checks.iter().map(|c| crate::plan::describe_check(c, &r.new, false)).collect::<Vec<_>>(),
                    "calls": {"to_start": 3, "per_poll": 1, "per_pause": 1, "to_roll_back": 1}})
         );
         return exit::OK;
@@ -190,9 +220,23 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
             .as_ref()
             .map_or("30m".to_owned(), |d| d.text.clone())
     );
+    let text = |d: Option<&crate::spec::Dur>, default: &str| {
+        d.map_or_else(|| default.to_owned(), |d| d.text.clone())
+    };
+    match spec.strategy.kind {
+        StrategyKind::Linear => out!(
+            "  ECS bakes {} between steps and {} after the last (bake)",
+            text(spec.strategy.wait.as_ref(), "0m"),
+            text(spec.strategy.bake.as_ref(), "0m")
+        ),
+        _ => out!(
+            "  ECS bakes {} after the canary and after the cutover (bake)",
+            text(spec.strategy.bake.as_ref(), "0m")
+        ),
+    }
     out!("checks:");
     for c in &spec.checks {
-        out!("  - {:?}", c.kind);
+        out!("  - {}", crate::plan::describe_check(c, &r.new, false));
     }
     out!(
         "calls: UpdateService, DescribeServices, ListServiceDeployments to start (or carry on); \
@@ -251,6 +295,29 @@ async fn newest(
     let sdk = aws_env::sdk(cli).await.map_err(|e| (exit::INVALID, e))?;
     let ecs = meshkit::sdk::ecs::Client::new(&sdk);
     let r = &spec.route;
+    let described = ecs
+        .describe_services()
+        .cluster(r.cluster.clone().unwrap_or_default())
+        .services(r.service.clone().unwrap_or_default())
+        .send()
+        .await
+        .map_err(|e| {
+            (
+                exit::FAILED,
+                format!("DescribeServices: {}", e.into_service_error()),
+            )
+        })?;
+    if let Some(f) = described.failures().first() {
+        return Err((
+            exit::FAILED,
+            format!(
+                "ECS does not know service {}/{}: {}",
+                r.cluster.as_deref().unwrap_or_default(),
+                r.service.as_deref().unwrap_or_default(),
+                f.reason().unwrap_or("no reason given")
+            ),
+        ));
+    }
     let listed = ecs
         .list_service_deployments()
         .cluster(r.cluster.clone().unwrap_or_default())
@@ -327,9 +394,11 @@ pub(crate) async fn status(cli: &Cli, loaded: &Loaded) -> u8 {
         );
         match holder {
             Some(l) => out!(
-                "judged by {} since {}",
+                "judged by {} since {} (its lease runs to {} unless renewed; a judge that \
+                 died holds it until then)",
                 l.holder,
-                meshkit::store::utc(l.since)
+                meshkit::store::utc(l.since),
+                meshkit::store::utc(l.expires)
             ),
             None => out!("no meshkit judge is running for this service"),
         }
@@ -342,7 +411,7 @@ pub(crate) async fn set_directly(cli: &Cli, loaded: &Loaded, promote: bool) -> u
     if promote {
         return crate::failed(
             cli,
-            exit::INVALID,
+            exit::FAILED,
             "no meshkit judge is running for this service: `meshkit run SPEC` carries on with \
              the deployment in progress (and `promote` then goes through it)",
         );
@@ -379,6 +448,7 @@ pub(crate) async fn set_directly(cli: &Cli, loaded: &Loaded, promote: bool) -> u
     {
         Ok(_) => {
             out!("{arn}: rollback requested from ECS (StopServiceDeployment)");
+            close_record(cli, spec, &arn).await;
             exit::OK
         }
         Err(e) => crate::failed(
@@ -387,4 +457,40 @@ pub(crate) async fn set_directly(cli: &Cli, loaded: &Loaded, promote: bool) -> u
             &format!("StopServiceDeployment: {}", e.into_service_error()),
         ),
     }
+}
+
+/// After a rollback asked with no judge running: the service's open record is closed
+/// as rolled back by hand, so a later run starts a new rollout instead of carrying on
+/// with this one.
+async fn close_record(cli: &Cli, spec: &Spec, arn: &str) {
+    let Ok(store) = crate::store::open(cli).await else {
+        return;
+    };
+    let Ok(holder) = crate::store::holder(cli) else {
+        return;
+    };
+    let key = build::store_key(spec);
+    let lease = match store.acquire(&key, &holder, Duration::from_secs(60)).await {
+        Ok(l) => l,
+        Err(e) => {
+            err!("meshkit: the record was not updated: {e}");
+            return;
+        }
+    };
+    if let Ok(Some(rec)) = store.open_rollout(&key).await {
+        let update = meshkit::store::RecordUpdate {
+            end: Some((
+                meshkit::store::RecordState::RolledBack,
+                format!(
+                    "rolled back by hand by {} (StopServiceDeployment of {arn})",
+                    holder.name
+                ),
+            )),
+            ..Default::default()
+        };
+        if let Err(e) = store.record(&lease, &rec.rollout.id, &update).await {
+            err!("meshkit: the record was not updated: {e}");
+        }
+    }
+    let _ = store.release(&lease).await;
 }

@@ -253,7 +253,7 @@ fn check_calls(spec: &Spec) -> Vec<String> {
     calls
 }
 
-fn describe_check(c: &CheckSpec, new: &str, lattice: bool) -> String {
+pub(crate) fn describe_check(c: &CheckSpec, new: &str, lattice: bool) -> String {
     let (five, latency) = if lattice {
         (
             "AWS/VpcLattice HTTPCode_5XX_Count",

@@ -236,6 +236,15 @@ pub(crate) async fn set(cli: &Cli, loaded: &Loaded, new_percent: u8, force: bool
             crate::native::set_directly(cli, loaded, new_percent == 100).await
         }
         Ok(crate::store::Asked::NoHolder) => set_directly(cli, loaded, new_percent, force).await,
+        // An ECS judge that does not answer (crashed, its lease not expired yet): a
+        // rollback cannot wait for it; ECS is asked directly (the safe direction).
+        Ok(asked @ crate::store::Asked::Waiting(_))
+            if loaded.spec.route.backend == Backend::EcsNative && new_percent == 0 =>
+        {
+            let _ = crate::store::said(cli, gate, &asked);
+            err!("meshkit: the judge did not apply the rollback: asking ECS directly");
+            crate::native::set_directly(cli, loaded, false).await
+        }
         Ok(asked) => crate::store::said(cli, gate, &asked),
         Err(e) => crate::failed(
             cli,

@@ -114,8 +114,8 @@ fn the_example_plans_and_specs_ecs_cannot_run_are_refused() {
             "kind = \"blue-green\"",
             "strategy.kind",
         ),
-        ("step = 25", "step = 2", "strategy.step_percent"),
-        ("wait = \"5m\"", "wait = \"90s\"", "whole minutes"),
+        ("step = 25", "step = 2", "strategy.step (line"),
+        ("wait = \"5m\"", "wait = \"90s\"", "strategy.wait (line"),
         (
             "task_definition = \"web:42\"\n",
             "",
@@ -249,11 +249,69 @@ async fn rollback_from_another_shell_goes_through_the_judge() {
         );
         assert_eq!(run.wait().unwrap().code(), Some(3));
     });
-    // With no judge running, promote has no one to go through.
+    // With no judge running, promote has no one to go through: the spec is valid, the
+    // state refuses (exit 4).
     let promote = meshkit(Some(moto.endpoint()), &dir)
         .arg("promote")
         .arg(&spec)
         .output()
         .unwrap();
-    assert_eq!(promote.status.code(), Some(2), "{}", text(&promote));
+    assert_eq!(promote.status.code(), Some(4), "{}", text(&promote));
+}
+
+/// The judge is killed; `rollback` cannot wait for it and asks ECS directly; the next
+/// run (once the dead judge's lease expires) reports that end and deploys nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_killed_judge_rollback_goes_to_ecs_and_the_next_run_reports_it() {
+    let moto = MotoServer::start_with_env(&[("MESHKIT_ECS_MINUTE_SECONDS", "1")]).unwrap();
+    service(&moto).await;
+    let dir = temp_dir("native-killed");
+    let spec = spec(&dir, common::http_server(200), "10m");
+    tokio::task::block_in_place(|| {
+        let mut run = meshkit(Some(moto.endpoint()), &dir)
+            .args(["--holder", "ci-1", "run", "--json"])
+            .arg(&spec)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = run.stdout.take().unwrap();
+        let mut reader = BufReader::new(stdout).lines().map_while(Result::ok);
+        assert!(reader.any(|l| l.contains("HookAnswered")));
+        run.kill().unwrap();
+        let _ = run.wait();
+        let rollback = meshkit(Some(moto.endpoint()), &dir)
+            .args(["--holder", "ops", "rollback"])
+            .arg(&spec)
+            .output()
+            .unwrap();
+        assert_eq!(rollback.status.code(), Some(0), "{}", text(&rollback));
+        assert!(
+            text(&rollback).contains("asking ECS directly"),
+            "{}",
+            text(&rollback)
+        );
+        let again = meshkit(Some(moto.endpoint()), &dir)
+            .args(["--holder", "ci-2", "run", "--json", "--wait", "30s"])
+            .arg(&spec)
+            .output()
+            .unwrap();
+        assert_eq!(again.status.code(), Some(3), "{}", text(&again));
+        let l = lines(&again);
+        assert!(
+            !l.iter().any(|e| e["event"] == "DeploymentStarted"),
+            "{l:?}"
+        );
+        assert!(l.iter().any(|e| e["event"] == "DeploymentFound"), "{l:?}");
+    });
+    let ecs = meshkit::sdk::ecs::Client::new(&moto.sdk_config());
+    let listed = ecs
+        .list_service_deployments()
+        .cluster("shop")
+        .service("web")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.service_deployments().len(), 1, "nothing redeployed");
 }
