@@ -660,3 +660,84 @@ async fn a_rerun_on_the_deployed_revision_starts_nothing() {
         "no second deployment"
     );
 }
+
+/// A record taken over whose judge died before starting anything: the service's
+/// last deployment is older than the record (another rollout's), so it is not taken
+/// for this one; a new deployment starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_deployment_is_not_taken_for_the_record() {
+    use meshkit::store::RolloutStore as _;
+    let moto = moto();
+    let ecs = service(&moto).await;
+    let ok = || health::from_fn("ok", |_| async { Verdict::Healthy });
+    assert!(
+        run(judge(&ecs, LINEAR, ok()))
+            .await
+            .0
+            .unwrap()
+            .is_promoted()
+    );
+    // Later, a judge of web:2 → web:1 opens its record and dies before UpdateService.
+    let (store, clock) = sqlite("older");
+    clock.advance(Duration::from_secs(3 * 3600));
+    let lease = store
+        .acquire(
+            "ecs:shop/web",
+            &meshkit::store::Holder::named("judge-1"),
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+    let back = |name: &str| {
+        EcsNative::builder()
+            .client(ecs.clone())
+            .cluster(CLUSTER)
+            .service("web")
+            .task_definition("web:1")
+            .strategy(LINEAR)
+            .hook_timeout(MIN)
+            .names("web:2", "web:1")
+            .check(ok())
+            .check_interval(Duration::from_millis(100))
+            .poll_interval(Duration::from_millis(40))
+            .call_timeout(Duration::from_millis(900))
+            .store(store.clone())
+            .store_clock(clock.clock())
+            .holder(meshkit::store::Holder::named(name))
+            .lease_ttl(Duration::from_secs(2))
+            .build()
+            .unwrap()
+    };
+    store
+        .open(
+            &lease,
+            &meshkit::store::NewRollout {
+                id: "ecs-shop-web".into(),
+                route: "ecs:shop/web".into(),
+                stable: "web:2".into(),
+                candidate: "web:1".into(),
+                strategy: "ecs-linear".into(),
+                plan: vec![],
+                started_by: meshkit::store::Holder::named("judge-1"),
+            },
+        )
+        .await
+        .unwrap();
+    clock.expire_leases();
+    let (r, events) = run(back("judge-2")).await;
+    assert!(r.unwrap().is_promoted());
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::DeploymentStarted { .. })),
+        "{events:#?}"
+    );
+    let listed = ecs
+        .list_service_deployments()
+        .cluster(CLUSTER)
+        .service("web")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.service_deployments().len(), 2);
+}

@@ -480,7 +480,7 @@ impl EcsNative {
         let started = Instant::now();
         let mut emit = Emitter::new(events.into_inner(), started);
         let mut kept = None;
-        let mut resumed = false;
+        let mut resumed = None;
         if let Some(sc) = &cfg.store {
             let new = NewRollout {
                 id: rollout_id(&cfg.cluster, &cfg.service),
@@ -650,8 +650,11 @@ enum Start {
     AlreadyOn(Weights),
 }
 
-/// The service's newest deployment, whatever its status.
-async fn newest(cfg: &NativeConfig) -> Result<Option<String>, RolloutError> {
+/// The service's newest deployment created since `since`, whatever its status.
+async fn newest(
+    cfg: &NativeConfig,
+    since: std::time::SystemTime,
+) -> Result<Option<String>, RolloutError> {
     let call = cfg
         .client
         .list_service_deployments()
@@ -668,9 +671,16 @@ async fn newest(cfg: &NativeConfig) -> Result<Option<String>, RolloutError> {
             None,
         )
     })?;
+    // Five seconds of slack for clocks: an older deployment is another rollout's.
+    let since = since - Duration::from_secs(5);
     Ok(out
         .service_deployments()
         .first()
+        .filter(|d| {
+            d.created_at()
+                .and_then(|t| std::time::SystemTime::try_from(*t).ok())
+                .is_some_and(|t| t >= since)
+        })
         .and_then(|d| d.service_deployment_arn())
         .map(str::to_owned))
 }
@@ -713,14 +723,20 @@ async fn already_on(cfg: &NativeConfig, td: &str) -> Result<bool, RolloutError> 
 
 /// Carries on with the deployment in progress, or (taking over a record) reads the
 /// service's last one, or starts one.
-async fn start(cfg: &NativeConfig, emit: &Emitter, resumed: bool) -> Result<Start, RolloutError> {
+async fn start(
+    cfg: &NativeConfig,
+    emit: &Emitter,
+    resumed: Option<std::time::SystemTime>,
+) -> Result<Start, RolloutError> {
     if let Some(arn) = in_progress(cfg).await? {
         emit.send(Event::DeploymentFound { arn: arn.clone() });
         return Ok(Start::Deployment(arn));
     }
     // The record this run took over had a deployment: it ended while no judge ran.
     // Report its end; never start another one behind the record's back.
-    if resumed && let Some(arn) = newest(cfg).await? {
+    if let Some(since) = resumed
+        && let Some(arn) = newest(cfg, since).await?
+    {
         emit.send(Event::DeploymentFound { arn: arn.clone() });
         return Ok(Start::Deployment(arn));
     }

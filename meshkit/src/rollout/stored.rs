@@ -200,17 +200,24 @@ async fn prior(cfg: &Config, sc: &StoreConfig, route: &str) -> Result<Prior, Rol
 /// `sc.key`, carries on with the key's open record when it is of the same versions
 /// (or closes another one as abandoned: the deployment's state lives in the
 /// service), opens the record, and starts the keeper's heartbeat and gates. The
-/// caller records events through the keeper and ends with [`finish`]. The flag says
-/// whether an open record was taken over.
+/// caller records events through the keeper and ends with [`finish`]. The time is
+/// when the open record taken over started (`None`: a new record).
 pub(crate) async fn keep(
     sc: &StoreConfig,
     mut new: NewRollout,
     handle: RolloutHandle,
     check_every: Duration,
-) -> Result<(Arc<Keeper>, tokio::task::JoinHandle<()>, bool), RolloutError> {
+) -> Result<
+    (
+        Arc<Keeper>,
+        tokio::task::JoinHandle<()>,
+        Option<std::time::SystemTime>,
+    ),
+    RolloutError,
+> {
     let lease = acquire(sc, &sc.key).await?;
     let mut note = format!("took the lease (fencing token {})", lease.token);
-    let mut resumed = false;
+    let mut resumed = None;
     let opened = async {
         match sc.store.open_rollout(&sc.key).await? {
             Some(rec)
@@ -223,7 +230,7 @@ pub(crate) async fn keep(
                     rec.state
                 );
                 new.id = rec.rollout.id.clone();
-                resumed = true;
+                resumed = Some(rec.started);
             }
             Some(rec) => {
                 let update = crate::store::RecordUpdate {
@@ -259,7 +266,7 @@ pub(crate) async fn keep(
         Progress::default(),
     ));
     keeper.note("Lease", note);
-    if resumed {
+    if resumed.is_some() {
         keeper.carry_pause(&handle).await;
     }
     let tend = tokio::spawn(keeper.clone().tend(handle, check_every));

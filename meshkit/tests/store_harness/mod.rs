@@ -38,6 +38,11 @@ impl ManualClock {
     pub fn now(&self) -> SystemTime {
         (self.clock())()
     }
+    /// Moves the clock on by `d`.
+    pub fn advance(&self, d: Duration) {
+        self.0.fetch_add(d.as_millis() as i64, Ordering::SeqCst);
+    }
+
     /// Moves past every lease taken before now.
     pub fn expire_leases(&self) {
         self.0
