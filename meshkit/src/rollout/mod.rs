@@ -68,7 +68,8 @@ pub(crate) struct Config {
     pub(crate) fleet: Option<Arc<dyn Fleet>>,
     pub(crate) policy: Policy,
     pub(crate) tracer: BoxedTracer,
-    pub(crate) store: Option<stored::StoreConfig>,
+    /// Boxed: most rollouts have none, and each carries its config.
+    pub(crate) store: Option<Box<stored::StoreConfig>>,
 }
 
 impl Rollout {
@@ -120,15 +121,15 @@ impl Rollout {
             control,
             control_tx,
         } = self;
-        match cfg.store.clone() {
-            Some(sc) => stored::run(cfg, events.into_inner(), control, control_tx, sc).await,
-            None => {
-                drop(control_tx);
-                runner::Runner::new(cfg, events.into_inner(), control)
-                    .run()
-                    .await
-            }
+        // Boxed: a rollout without a store must not carry the stored run's state in
+        // its future (every idle rollout would pay for it).
+        if cfg.store.is_some() {
+            return Box::pin(stored::run(cfg, events.into_inner(), control, control_tx)).await;
         }
+        drop(control_tx);
+        runner::Runner::new(cfg, events.into_inner(), control)
+            .run()
+            .await
     }
 }
 
@@ -448,7 +449,7 @@ impl RolloutBuilder {
             .unwrap_or_else(|| opentelemetry::global::tracer("meshkit"));
         let store = match self.store {
             None => None,
-            Some(store) => Some(stored::StoreConfig::new(
+            Some(store) => Some(Box::new(stored::StoreConfig::new(
                 store,
                 self.store_key.unwrap_or_else(|| route.to_string()),
                 self.holder,
@@ -457,7 +458,7 @@ impl RolloutBuilder {
                 self.max_record_entries,
                 self.store_clock,
                 self.policy.call_timeout,
-            )?),
+            )?)),
         };
         let events = std::sync::OnceLock::new();
         let (control_tx, control) = mpsc::unbounded_channel();

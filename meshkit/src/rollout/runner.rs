@@ -58,7 +58,7 @@ pub(crate) struct Runner {
     pub(crate) keeper: Option<Arc<Keeper>>,
     pub(crate) lost: Option<watch::Receiver<Option<String>>>,
     /// The open record this run resumes, if any.
-    pub(crate) prior: Option<RolloutRecord>,
+    pub(crate) prior: Option<Box<RolloutRecord>>,
 }
 
 impl Runner {
@@ -106,7 +106,7 @@ impl Runner {
         // crashed holder's.
         self.run_nonce = u32::try_from(keeper.token() & u64::from(u32::MAX)).unwrap_or(0);
         self.keeper = Some(keeper);
-        self.prior = prior;
+        self.prior = prior.map(Box::new);
         self
     }
 
@@ -768,7 +768,14 @@ impl Runner {
                     None => self.control_open = false,
                 },
                 _ = sleep_until(self.deadline) => return StageEnd::Failed(RollbackReason::DeadlineExceeded),
-                detail = lease_lost(&mut self.lost) => {
+                detail = async {
+                    // Boxed, and only with a store: every rollout's future would
+                    // otherwise hold this wait's state.
+                    match self.lost.as_mut() {
+                        Some(rx) => Box::pin(lease_lost_rx(rx)).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
                     return StageEnd::Stop(RolloutError::LeaseLost {
                         route: self.cfg.route.to_string(),
                         detail,
@@ -865,9 +872,14 @@ impl Runner {
 
 /// Resolves when the store says the lease is lost (never without a store).
 pub(crate) async fn lease_lost(lost: &mut Option<watch::Receiver<Option<String>>>) -> String {
-    let Some(rx) = lost else {
-        return std::future::pending().await;
-    };
+    match lost {
+        Some(rx) => lease_lost_rx(rx).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when `rx` says the lease is lost.
+async fn lease_lost_rx(rx: &mut watch::Receiver<Option<String>>) -> String {
     loop {
         if let Some(why) = rx.borrow_and_update().clone() {
             return why;

@@ -293,8 +293,12 @@ pub(crate) async fn run(
     events: Option<broadcast::Sender<(Duration, Event)>>,
     control: mpsc::UnboundedReceiver<Control>,
     control_tx: mpsc::UnboundedSender<Control>,
-    sc: StoreConfig,
 ) -> Result<Outcome, RolloutError> {
+    let Some(sc) = cfg.store.take() else {
+        return Err(RolloutError::Config(crate::error::ConfigError::Missing(
+            "store",
+        )));
+    };
     let route = sc.key.clone();
     let lease = acquire(&sc, &route).await?;
     let release = |lease: Lease| {

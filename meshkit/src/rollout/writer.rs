@@ -280,7 +280,7 @@ impl Writer {
             }
             attempt += 1;
             if let Some(keeper) = &self.fence
-                && let Err(why) = keeper.fence(target).await
+                && let Err(why) = Box::pin(keeper.fence(target)).await
             {
                 return Err(WriteFail::LeaseLost(why));
             }
