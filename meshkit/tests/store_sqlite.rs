@@ -218,3 +218,29 @@ async fn a_rerun_of_the_same_versions_gets_its_own_record() {
     );
     assert_eq!(history[0].state, RecordState::Promoted);
 }
+
+/// A run its caller drops (a cancelled task) leaves no heartbeat behind keeping the
+/// route's lease alive: the keeper's task goes with it.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_run_stops_its_heartbeat() {
+    let (w, _d) = world("dropped");
+    let run = w.spawn("ci-1", meshkit_testing::ScriptedHealthCheck::healthy());
+    w.until_writes(1).await;
+    tokio::time::sleep(store_harness::TTL).await;
+    let renewals = || {
+        w.ledger
+            .calls
+            .lock()
+            .unwrap()
+            .get("renew")
+            .copied()
+            .unwrap_or(0)
+    };
+    assert!(renewals() > 0, "it was renewing while it ran");
+    run.abort();
+    let _ = run.await;
+    tokio::task::yield_now().await;
+    let after = renewals();
+    tokio::time::sleep(store_harness::TTL * 5).await;
+    assert_eq!(renewals(), after, "no renewal after the run was dropped");
+}

@@ -443,3 +443,33 @@ impl Keeper {
         }
     }
 }
+
+/// The keeper's task, aborted when dropped: a run its caller cancels (a dropped
+/// future, a `select!` that took another branch) must not leave a heartbeat keeping
+/// the route's lease alive.
+pub(crate) struct Tending(Option<tokio::task::JoinHandle<()>>);
+
+impl Tending {
+    /// Starts [`Keeper::tend`].
+    pub(crate) fn spawn(keeper: Arc<Keeper>, handle: RolloutHandle, every: Duration) -> Self {
+        Self(Some(tokio::spawn(keeper.tend(handle, every))))
+    }
+
+    /// Stops the task after its store call in progress (at most `wait`).
+    pub(crate) async fn stop(mut self, keeper: &Keeper, wait: Duration) {
+        keeper.stop();
+        if let Some(mut task) = self.0.take()
+            && tokio::time::timeout(wait, &mut task).await.is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Tending {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}

@@ -10,7 +10,7 @@ use tokio::time::{Instant, sleep};
 
 use super::events::Event;
 use super::handle::{Control, RolloutHandle};
-use super::keeper::Keeper;
+use super::keeper::{Keeper, Tending};
 use super::runner::Runner;
 use super::{Config, Outcome, RolloutError};
 use crate::store::{
@@ -207,14 +207,7 @@ pub(crate) async fn keep(
     mut new: NewRollout,
     handle: RolloutHandle,
     check_every: Duration,
-) -> Result<
-    (
-        Arc<Keeper>,
-        tokio::task::JoinHandle<()>,
-        Option<std::time::SystemTime>,
-    ),
-    RolloutError,
-> {
+) -> Result<(Arc<Keeper>, Tending, Option<std::time::SystemTime>), RolloutError> {
     let lease = acquire(sc, &sc.key).await?;
     let mut note = format!("took the lease (fencing token {})", lease.token);
     let mut resumed = None;
@@ -269,7 +262,7 @@ pub(crate) async fn keep(
     if resumed.is_some() {
         keeper.carry_pause(&handle).await;
     }
-    let tend = tokio::spawn(keeper.clone().tend(handle, check_every));
+    let tend = Tending::spawn(keeper.clone(), handle, check_every);
     Ok((keeper, tend, resumed))
 }
 
@@ -278,13 +271,10 @@ pub(crate) async fn keep(
 pub(crate) async fn finish(
     sc: &StoreConfig,
     keeper: &Keeper,
-    mut tend: tokio::task::JoinHandle<()>,
+    tend: Tending,
     end: (RecordState, String),
 ) {
-    keeper.stop();
-    if tokio::time::timeout(sc.ttl / 2, &mut tend).await.is_err() {
-        tend.abort();
-    }
+    tend.stop(keeper, sc.ttl / 2).await;
     keeper.finish(end).await;
 }
 
@@ -393,16 +383,12 @@ pub(crate) async fn run(
     if resumed_run {
         keeper.carry_pause(&handle).await;
     }
-    let tend = tokio::spawn(keeper.clone().tend(handle, cfg.policy.check_interval));
+    let tend = Tending::spawn(keeper.clone(), handle, cfg.policy.check_interval);
     let result = Runner::new(cfg, events, control)
         .with_store(keeper.clone(), resumed)
         .run()
         .await;
-    keeper.stop();
-    let mut tend = tend;
-    if tokio::time::timeout(sc.ttl / 2, &mut tend).await.is_err() {
-        tend.abort();
-    }
+    tend.stop(&keeper, sc.ttl / 2).await;
     let end = match &result {
         Ok(o @ Outcome::Promoted { .. }) => (RecordState::Promoted, o.to_string()),
         Ok(o @ Outcome::RolledBack { .. }) => (RecordState::RolledBack, o.to_string()),
