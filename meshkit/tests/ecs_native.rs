@@ -470,21 +470,33 @@ async fn a_hook_left_to_expire_rolls_back_and_says_why() {
 
 mod store_harness;
 
-/// A judge under a store (a SQLite file, a test clock for lease expiry).
+/// A judge of web:1 → web:2 under a store (a SQLite file, a test clock for lease
+/// expiry).
 fn stored(
     ecs: &aws_sdk_ecs::Client,
     store: &std::sync::Arc<meshkit::store::SqliteStore>,
     clock: &store_harness::ManualClock,
     name: &str,
 ) -> EcsNative {
+    stored_of(ecs, store, clock, name, ("web:1", "web:2"))
+}
+
+/// A judge of `from` → `to` under a store.
+fn stored_of(
+    ecs: &aws_sdk_ecs::Client,
+    store: &std::sync::Arc<meshkit::store::SqliteStore>,
+    clock: &store_harness::ManualClock,
+    name: &str,
+    (from, to): (&str, &str),
+) -> EcsNative {
     EcsNative::builder()
         .client(ecs.clone())
         .cluster(CLUSTER)
         .service("web")
-        .task_definition("web:2")
+        .task_definition(to)
         .strategy(LINEAR)
         .hook_timeout(MIN)
-        .names("web:1", "web:2")
+        .names(from, to)
         .check(health::from_fn("ok", |_| async { Verdict::Healthy }))
         .check_interval(Duration::from_millis(100))
         .poll_interval(Duration::from_millis(40))
@@ -688,26 +700,6 @@ async fn an_older_deployment_is_not_taken_for_the_record() {
         )
         .await
         .unwrap();
-    let back = |name: &str| {
-        EcsNative::builder()
-            .client(ecs.clone())
-            .cluster(CLUSTER)
-            .service("web")
-            .task_definition("web:1")
-            .strategy(LINEAR)
-            .hook_timeout(MIN)
-            .names("web:2", "web:1")
-            .check(ok())
-            .check_interval(Duration::from_millis(100))
-            .poll_interval(Duration::from_millis(40))
-            .call_timeout(Duration::from_millis(900))
-            .store(store.clone())
-            .store_clock(clock.clock())
-            .holder(meshkit::store::Holder::named(name))
-            .lease_ttl(Duration::from_secs(2))
-            .build()
-            .unwrap()
-    };
     store
         .open(
             &lease,
@@ -724,7 +716,14 @@ async fn an_older_deployment_is_not_taken_for_the_record() {
         .await
         .unwrap();
     clock.expire_leases();
-    let (r, events) = run(back("judge-2")).await;
+    let (r, events) = run(stored_of(
+        &ecs,
+        &store,
+        &clock,
+        "judge-2",
+        ("web:2", "web:1"),
+    ))
+    .await;
     assert!(r.unwrap().is_promoted());
     assert!(
         events

@@ -78,6 +78,23 @@ lease_ttl = "10s"
     p
 }
 
+/// `meshkit run --json` by `ci-1` in the background, returned once it has answered
+/// its first pause.
+fn judging(endpoint: &str, dir: &Path, spec: &Path) -> std::process::Child {
+    let mut run = meshkit(Some(endpoint), dir)
+        .args(["--holder", "ci-1", "run", "--json"])
+        .arg(spec)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = run.stdout.take().unwrap();
+    let mut reader = BufReader::new(stdout).lines().map_while(Result::ok);
+    assert!(reader.any(|l| l.contains("HookAnswered")));
+    run
+}
+
 fn lines(out: &std::process::Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -215,17 +232,7 @@ async fn rollback_from_another_shell_goes_through_the_judge() {
     let dir = temp_dir("native-gate");
     let spec = spec(&dir, common::http_server(200), "10m");
     tokio::task::block_in_place(|| {
-        let mut run = meshkit(Some(moto.endpoint()), &dir)
-            .args(["--holder", "ci-1", "run", "--json"])
-            .arg(&spec)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = run.stdout.take().unwrap();
-        let mut reader = BufReader::new(stdout).lines().map_while(Result::ok);
-        assert!(reader.any(|l| l.contains("HookAnswered")));
+        let mut run = judging(moto.endpoint(), &dir, &spec);
         let status = meshkit(Some(moto.endpoint()), &dir)
             .arg("status")
             .arg(&spec)
@@ -268,17 +275,7 @@ async fn after_a_killed_judge_rollback_goes_to_ecs_and_the_next_run_reports_it()
     let dir = temp_dir("native-killed");
     let spec = spec(&dir, common::http_server(200), "10m");
     tokio::task::block_in_place(|| {
-        let mut run = meshkit(Some(moto.endpoint()), &dir)
-            .args(["--holder", "ci-1", "run", "--json"])
-            .arg(&spec)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = run.stdout.take().unwrap();
-        let mut reader = BufReader::new(stdout).lines().map_while(Result::ok);
-        assert!(reader.any(|l| l.contains("HookAnswered")));
+        let mut run = judging(moto.endpoint(), &dir, &spec);
         run.kill().unwrap();
         let _ = run.wait();
         let rollback = meshkit(Some(moto.endpoint()), &dir)
