@@ -12,7 +12,7 @@ say() { printf '\n==> %s\n' "$*"; }
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 # Debian packages the tests use, as "command:package".
-APT_NEEDS=(prometheus:prometheus wrk:wrk tmux:tmux)
+APT_NEEDS=(prometheus:prometheus wrk:wrk tmux:tmux chromium:chromium chromedriver:chromium-driver)
 # The AWS emulator the AWS adapter tests start (see meshkit-testing's MotoServer).
 MOTO_REQ='moto[server]>=5.1,<6'
 
@@ -50,8 +50,35 @@ need_moto() {
   export MESHKIT_PYTHON=$PWD/$venv/bin/python
 }
 
+# axe-core, the accessibility rules the browser test runs in the page: a pinned
+# release from the npm registry, checked against its published sha512.
+AXE_VERSION=4.14.1
+AXE_SHA512=FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ==
+need_axe() {
+  local dir=target/axe-core
+  if [ ! -f "$dir/axe.min.js" ] || [ "$(cat "$dir/version" 2>/dev/null)" != "$AXE_VERSION" ]; then
+    say "downloading axe-core $AXE_VERSION (npm registry)"
+    mkdir -p "$dir"
+    python3 - "$AXE_VERSION" "$dir/axe.tgz" <<'PY'
+import sys, urllib.request
+url = f"https://registry.npmjs.org/axe-core/-/axe-core-{sys.argv[1]}.tgz"
+with urllib.request.urlopen(url, timeout=60) as r, open(sys.argv[2], "wb") as f:
+    f.write(r.read())
+PY
+    local got; got=$(python3 -c 'import base64, hashlib, sys; print(base64.b64encode(hashlib.sha512(open(sys.argv[1], "rb").read()).digest()).decode())' "$dir/axe.tgz")
+    if [ "$got" != "$AXE_SHA512" ]; then
+      echo "error: axe-core-$AXE_VERSION.tgz does not match its published sha512" >&2; exit 1
+    fi
+    tar -xzf "$dir/axe.tgz" -C "$dir" package/axe.min.js
+    mv "$dir/package/axe.min.js" "$dir/axe.min.js"; rm -rf "$dir/package" "$dir/axe.tgz"
+    echo "$AXE_VERSION" > "$dir/version"
+  fi
+  export MESHKIT_AXE_JS=$PWD/$dir/axe.min.js
+}
+
 for n in "${APT_NEEDS[@]}"; do need_apt "${n%%:*}" "${n#*:}"; done
 need_moto
+need_axe
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

@@ -90,6 +90,8 @@ pub mod rollout;
 pub mod store;
 pub mod strategy;
 pub mod traffic;
+#[cfg(feature = "ui")]
+pub mod ui;
 
 /// The AWS SDK crates meshkit's adapters take clients of, re-exported so your clients
 /// come from the same versions. Build them from the `SdkConfig` that

@@ -59,6 +59,20 @@ fn routine(event: &Event) -> bool {
     )
 }
 
+/// The split a line reports, for the record's charts.
+fn split(event: &Event) -> Option<&Weights> {
+    match event {
+        Event::Started { weights, .. }
+        | Event::WeightsWritten { weights }
+        | Event::AlreadyInForce { weights }
+        | Event::TargetRemoved { weights, .. }
+        | Event::DeploymentProgress { weights, .. }
+        | Event::WeightsVerified { applied: weights } => Some(weights),
+        Event::Stopped { in_force, .. } => in_force.as_ref(),
+        _ => None,
+    }
+}
+
 fn kind(event: &Event) -> String {
     format!("{event:?}")
         .chars()
@@ -141,6 +155,7 @@ impl Keeper {
             by: self.holder.clone(),
             kind: kind.to_owned(),
             message,
+            weights: None,
         }
     }
 
@@ -157,7 +172,8 @@ impl Keeper {
     /// Takes an event into the record: a timeline line (routine lines beyond the
     /// bound are counted instead) and the progress it implies.
     pub(crate) fn observe(&self, event: &Event) {
-        let line = self.line(&kind(event), event.to_string());
+        let mut line = self.line(&kind(event), event.to_string());
+        line.weights = split(event).map(encode_weights);
         let mut b = self.buffer();
         match event {
             Event::StageStarted { index, .. } => {

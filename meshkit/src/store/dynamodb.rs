@@ -35,7 +35,7 @@ type Item = HashMap<String, AttributeValue>;
 /// |---|---|---|
 /// | `lease#<route>` | `lease` | the route's lease: `token`, `holder`, `since`, `expires` (ms), `rollout` |
 /// | `rollout#<id>` | `record` | the rollout: versions, strategy, `plan`, `started_by`, `started`, `ended`, `state`, `detail`, `progress`, `attempts`, `dropped` |
-/// | `rollout#<id>` | `e#<ms>#<n>` | one timeline line: `at`, `by`, `kind`, `message` |
+/// | `rollout#<id>` | `e#<ms>#<n>` | one timeline line: `at`, `by`, `kind`, `message`, and `weights` when the line reports a split |
 /// | `rollout#<id>` | `g#<ms>#<n>` | one gate: `gate`, `by`, `at`, `applied` |
 /// | `history#<route>` and `history` | `<started ms>#<id>` | the history lines of the route and of all routes |
 ///
@@ -277,7 +277,7 @@ impl DynamoStore {
 
     fn entry_item(&self, id: &str, e: &Entry) -> Item {
         let at = to_ms(e.at);
-        HashMap::from([
+        let mut item = HashMap::from([
             ("pk".to_owned(), s(format!("rollout#{id}"))),
             (
                 "sk".to_owned(),
@@ -287,7 +287,11 @@ impl DynamoStore {
             ("by".to_owned(), s(&e.by)),
             ("kind".to_owned(), s(&e.kind)),
             ("message".to_owned(), s(&e.message)),
-        ])
+        ]);
+        if let Some(w) = &e.weights {
+            item.insert("weights".to_owned(), s(w));
+        }
+        item
     }
 
     /// Why a fenced transaction was refused: the lease as it is now.
@@ -551,6 +555,7 @@ fn entry_from(item: &Item) -> Option<Entry> {
         by: get_s(item, "by")?,
         kind: get_s(item, "kind")?,
         message: get_s(item, "message")?,
+        weights: get_s(item, "weights"),
     })
 }
 

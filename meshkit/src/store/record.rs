@@ -95,6 +95,13 @@ pub struct Entry {
     pub kind: String,
     /// The event in words.
     pub message: String,
+    /// The split the line reports, in [`encode_weights`] form, for the lines that
+    /// carry one: `Started` (found on the route), `WeightsWritten`, `AlreadyInForce`,
+    /// `TargetRemoved` (in force), `WeightsVerified` (applied by the data plane),
+    /// `DeploymentProgress` (ECS's split) and `Stopped` (in force, when known).
+    /// Charts are drawn from it; `None` for every other line and for lines recorded
+    /// before meshkit 0.1 kept it.
+    pub weights: Option<String>,
 }
 
 /// What is known about a rollout when it starts.

@@ -30,7 +30,7 @@ CREATE INDEX IF NOT EXISTS rollouts_by_route ON rollouts (route, started_ms);
 CREATE INDEX IF NOT EXISTS rollouts_by_start ON rollouts (started_ms);
 CREATE TABLE IF NOT EXISTS entries (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, rollout TEXT NOT NULL, at_ms INTEGER NOT NULL,
-    by TEXT NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL);
+    by TEXT NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL, weights TEXT);
 CREATE INDEX IF NOT EXISTS entries_by_rollout ON entries (rollout, seq);
 CREATE TABLE IF NOT EXISTS gates (
     id INTEGER PRIMARY KEY AUTOINCREMENT, rollout TEXT NOT NULL, gate TEXT NOT NULL,
@@ -109,6 +109,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql_error)?;
         conn.execute_batch(SCHEMA).map_err(sql_error)?;
+        migrate(&conn)?;
         Ok(Self {
             path,
             conn: Arc::new(Mutex::new(conn)),
@@ -239,14 +240,29 @@ fn check_fence(
     }
 }
 
+/// Brings a file made by an earlier meshkit up to this schema: the timeline's
+/// `weights` column (added for charts) is added when missing.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let has_weights: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('entries') WHERE name = 'weights'")
+        .and_then(|mut s| s.exists([]))
+        .map_err(sql_error)?;
+    if !has_weights {
+        conn.execute_batch("ALTER TABLE entries ADD COLUMN weights TEXT")
+            .map_err(sql_error)?;
+    }
+    Ok(())
+}
+
 fn insert_entries(tx: &Transaction<'_>, id: &str, entries: &[Entry]) -> Result<(), StoreError> {
     let mut stmt = tx
         .prepare_cached(
-            "INSERT INTO entries (rollout, at_ms, by, kind, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO entries (rollout, at_ms, by, kind, message, weights) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .map_err(sql_error)?;
     for e in entries {
-        stmt.execute(params![id, to_ms(e.at), e.by, e.kind, e.message])
+        stmt.execute(params![id, to_ms(e.at), e.by, e.kind, e.message, e.weights])
             .map_err(sql_error)?;
     }
     Ok(())
@@ -368,7 +384,7 @@ fn load_record(c: &Connection, id: &str) -> Result<Option<RolloutRecord>, StoreE
     let mut rec = record_from(row)?;
     let mut stmt = c
         .prepare_cached(
-            "SELECT at_ms, by, kind, message FROM entries WHERE rollout = ?1 ORDER BY seq",
+            "SELECT at_ms, by, kind, message, weights FROM entries WHERE rollout = ?1 ORDER BY seq",
         )
         .map_err(sql_error)?;
     let rows = stmt
@@ -378,6 +394,7 @@ fn load_record(c: &Connection, id: &str) -> Result<Option<RolloutRecord>, StoreE
                 by: r.get(1)?,
                 kind: r.get(2)?,
                 message: r.get(3)?,
+                weights: r.get(4)?,
             })
         })
         .map_err(sql_error)?;

@@ -51,6 +51,7 @@ mod route;
 mod run;
 mod signals;
 mod store;
+mod ui;
 
 use clap::{Parser, Subcommand};
 
@@ -138,6 +139,19 @@ pub enum Command {
         /// (`90s`, `10m`) instead of stopping at once.
         #[arg(long, value_parser = parse_wait)]
         wait: Option<std::time::Duration>,
+        /// Serve the live web view of this rollout while it runs (the link is printed
+        /// on stderr; default address 127.0.0.1 and a free port).
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = ui::DEFAULT_LISTEN)]
+        ui: Option<std::net::SocketAddr>,
+    },
+    /// Serve the live web view of the rollout store: every rollout, its weights over
+    /// time, the data plane's split, the checks' verdicts, the timeline, and buttons
+    /// for the gates. Actions need the token in the printed link
+    /// (`MESHKIT_UI_TOKEN` sets it). Runs until Ctrl-C.
+    Ui {
+        /// Where to listen. Beyond loopback, looking needs the token too.
+        #[arg(long, default_value = ui::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
     },
     /// Hold the running rollout at its current stage (checks keep running): recorded
     /// in the store, applied by the process running it at its next check round.
@@ -223,7 +237,7 @@ impl Command {
             | Self::Resume { spec }
             | Self::Promote { spec, .. }
             | Self::Rollback { spec, .. } => Some(spec),
-            Self::History { .. } | Self::Show { .. } | Self::Store { .. } => None,
+            Self::History { .. } | Self::Show { .. } | Self::Store { .. } | Self::Ui { .. } => None,
         }
     }
 }
@@ -261,6 +275,7 @@ pub async fn run(cli: Cli) -> u8 {
         }
         Command::Show { id } => return store::show(&cli, id).await,
         Command::Store { action } => return store::admin(&cli, action).await,
+        Command::Ui { listen } => return ui::serve(&cli, *listen).await,
         other => other.spec().unwrap_or_default().to_owned(),
     };
     let needs_route = !matches!(cli.command, Command::Plan { .. });
@@ -278,12 +293,17 @@ pub async fn run(cli: Cli) -> u8 {
     };
     match &cli.command {
         Command::Plan { .. } => plan::plan(&cli, &loaded),
-        Command::Run { adopt, wait, .. } => run::run(&cli, &loaded, *adopt, *wait).await,
+        Command::Run {
+            adopt, wait, ui, ..
+        } => run::run(&cli, &loaded, *adopt, *wait, *ui).await,
         Command::Status { .. } => route::status(&cli, &loaded).await,
         Command::Pause { .. } => route::gate(&cli, &loaded, meshkit::store::Gate::Pause).await,
         Command::Resume { .. } => route::gate(&cli, &loaded, meshkit::store::Gate::Resume).await,
         Command::Promote { force, .. } => route::set(&cli, &loaded, 100, *force).await,
         Command::Rollback { force, .. } => route::set(&cli, &loaded, 0, *force).await,
-        Command::History { .. } | Command::Show { .. } | Command::Store { .. } => exit::OK,
+        Command::History { .. }
+        | Command::Show { .. }
+        | Command::Store { .. }
+        | Command::Ui { .. } => exit::OK,
     }
 }

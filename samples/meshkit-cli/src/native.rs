@@ -247,7 +247,12 @@ pub(crate) fn plan(cli: &Cli, loaded: &Loaded) -> u8 {
 }
 
 /// `meshkit run` of an ecs-native spec.
-pub(crate) async fn run(cli: &Cli, loaded: &Loaded, wait: Option<Duration>) -> u8 {
+pub(crate) async fn run(
+    cli: &Cli,
+    loaded: &Loaded,
+    wait: Option<Duration>,
+    ui: Option<std::net::SocketAddr>,
+) -> u8 {
     let spec = &loaded.spec;
     let sdk = match aws_env::sdk(cli).await {
         Ok(sdk) => sdk,
@@ -265,12 +270,20 @@ pub(crate) async fn run(cli: &Cli, loaded: &Loaded, wait: Option<Duration>) -> u
         Ok(c) => c,
         Err(e) => return crate::failed(cli, exit::INVALID, &format!("invalid spec: {e}")),
     };
+    let key = build::store_key(spec);
+    let view = match ui {
+        Some(addr) => match crate::ui::start(store.clone(), addr, None).await {
+            Ok(v) => {
+                crate::ui::announce(cli, &v, Some(&key));
+                Some(v)
+            }
+            Err(e) => return crate::failed(cli, exit::FAILED, &format!("--ui: {e}")),
+        },
+        None => None,
+    };
     let client = meshkit::sdk::ecs::Client::new(&sdk);
     let judge = builder(spec, client, checks).and_then(|b| {
-        let b = b
-            .store(store)
-            .store_key(build::store_key(spec))
-            .holder(holder);
+        let b = b.store(store).store_key(key.clone()).holder(holder);
         let b = match wait {
             Some(w) => b.wait_for_lease(w),
             None => b,
@@ -284,7 +297,9 @@ pub(crate) async fn run(cli: &Cli, loaded: &Loaded, wait: Option<Duration>) -> u
     let events = judge.events();
     let handle = judge.handle();
     let (stable, new) = build::versions(spec);
-    crate::run::supervise(cli.json, judge.run(), handle, events, stable, new).await
+    let code = crate::run::supervise(cli.json, judge.run(), handle, events, stable, new).await;
+    crate::ui::finish(view).await;
+    code
 }
 
 /// The service's newest deployment, described.

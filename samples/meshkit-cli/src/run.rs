@@ -29,10 +29,11 @@ pub(crate) async fn run(
     loaded: &Loaded,
     adopt: bool,
     wait: Option<std::time::Duration>,
+    ui: Option<std::net::SocketAddr>,
 ) -> u8 {
     let spec = &loaded.spec;
     if spec.route.backend == Backend::EcsNative {
-        return crate::native::run(cli, loaded, wait).await;
+        return crate::native::run(cli, loaded, wait, ui).await;
     }
     // The store first: who holds the route is said before anything starts (a local
     // gateway binding its port, a load balancer's preflight).
@@ -155,13 +156,26 @@ pub(crate) async fn run(
             }
         }
     };
-    let metrics = local_mesh.as_ref().map(|m: &LocalMesh| m.metrics("local"));
+    let metrics = local_mesh.as_ref().map(|m| m.metrics("local"));
     let checks = match build::checks(spec, sdk.as_ref(), metrics.as_ref(), &groups) {
         Ok(c) => c,
         Err(e) => {
             err!("meshkit: invalid spec: {e}");
             return exit::INVALID;
         }
+    };
+    let view = match ui {
+        Some(addr) => {
+            let served = metrics.clone().map(|m| (key.clone(), m));
+            match crate::ui::start(store.clone(), addr, served).await {
+                Ok(v) => {
+                    crate::ui::announce(cli, &v, Some(&key));
+                    Some(v)
+                }
+                Err(e) => return crate::failed(cli, exit::FAILED, &format!("--ui: {e}")),
+            }
+        }
+        None => None,
     };
     let rollout = match rollout_builder(spec, router, checks).and_then(|b| {
         let b = b
@@ -183,7 +197,9 @@ pub(crate) async fn run(
     };
     let events = rollout.events();
     let handle = rollout.handle();
-    supervise(cli.json, rollout.run(), handle, events, stable, new).await
+    let code = supervise(cli.json, rollout.run(), handle, events, stable, new).await;
+    crate::ui::finish(view).await;
+    code
 }
 
 /// Runs `run` to its end with its events on stdout, the signals handled (Ctrl-C

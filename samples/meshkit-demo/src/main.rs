@@ -7,6 +7,7 @@ mod args;
 mod display;
 mod report;
 mod scenario;
+mod web;
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -72,7 +73,11 @@ async fn run(args: Args) -> Result<u8, Failure> {
         .start()
         .await?;
     let checks = Checks::new(&args, green.addr);
-    let rollout = rollout(&args, &mesh, &checks)
+    let web = match args.ui {
+        Some(listen) => Some(web::Web::start(listen, ROUTE, mesh.metrics(ROUTE)).await?),
+        None => None,
+    };
+    let rollout = rollout(&args, &mesh, &checks, web.as_ref().map(|w| w.store.clone()))
         .map_err(|e| Failure::Args(format!("invalid rollout: {e}")))?;
     // With --json, stdout carries only the summary.
     let mut screen = Screen::new(if args.json {
@@ -112,6 +117,9 @@ async fn run(args: Args) -> Result<u8, Failure> {
     ));
     for l in checks.intro() {
         screen.line(&l);
+    }
+    if let Some(w) = &web {
+        screen.line(&format!("web view: {}", w.view.link_route(Some(ROUTE))));
     }
 
     // Traffic: the traffic client, quiet, until told to stop.
@@ -189,6 +197,9 @@ async fn run(args: Args) -> Result<u8, Failure> {
     }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
+    }
+    if let Some(w) = web {
+        w.finish(|l| screen.line(l)).await;
     }
     mesh.shutdown().await;
     Ok(report.exit_code())

@@ -1,11 +1,13 @@
 //! Starting the services, the mesh and the traffic; building the rollout.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bluegreen_service::{App, Config};
 use meshkit::health::{HttpCheck, LatencyP99, SuccessRate, only_with_traffic};
 use meshkit::rollout::InconclusivePolicy;
+use meshkit::store::RolloutStore;
 use meshkit::strategy::{BlueGreen, Canary, CanaryBlueGreen, Linear, Strategy};
 use meshkit::traffic::local::LocalMesh;
 use meshkit::{ConfigError, Rollout};
@@ -209,7 +211,12 @@ impl Checks {
 }
 
 /// The rollout from blue to green with the demo's checks.
-pub fn rollout(args: &Args, mesh: &LocalMesh, checks: &Checks) -> Result<Rollout, ConfigError> {
+pub fn rollout(
+    args: &Args,
+    mesh: &LocalMesh,
+    checks: &Checks,
+    store: Option<Arc<dyn RolloutStore>>,
+) -> Result<Rollout, ConfigError> {
     let b = Rollout::builder()
         .router(mesh.router())
         .route(ROUTE)
@@ -231,13 +238,17 @@ pub fn rollout(args: &Args, mesh: &LocalMesh, checks: &Checks) -> Result<Rollout
         .window(checks.window)
         .min_requests(checks.min_requests)
         .build()?;
-    b.check(probe)
+    let b = b
+        .check(probe)
         .check(only_with_traffic(success))
         .check(only_with_traffic(latency))
         .check_interval(checks.interval)
         .check_timeout(checks.interval.min(Duration::from_secs(2)))
         .failure_threshold(checks.failure_threshold)
         .inconclusive(InconclusivePolicy::FailAfter(checks.inconclusive_after))
-        .deadline(DEADLINE)
-        .build()
+        .deadline(DEADLINE);
+    match store {
+        Some(store) => b.store(store).build(),
+        None => b.build(),
+    }
 }

@@ -105,6 +105,18 @@ impl LocalMetrics {
         let t = r.targets.iter().find(|t| t.name == target)?;
         Some(t.stats.window(self.shared.second(), window))
     }
+
+    /// Each target's requests served so far on this route, in the route's order
+    /// (`None` for a route the mesh does not have).
+    pub fn requests(&self) -> Option<Vec<(String, u64)>> {
+        let r = self.shared.by_name.get(&self.route)?;
+        Some(
+            r.targets
+                .iter()
+                .map(|t| (t.name.clone(), t.stats.totals().requests))
+                .collect(),
+        )
+    }
 }
 
 #[async_trait]

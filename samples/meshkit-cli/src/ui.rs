@@ -1,0 +1,82 @@
+//! `meshkit ui` and `meshkit run --ui`: the live web view of the rollout store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use meshkit::store::RolloutStore;
+use meshkit::ui::{Dashboard, RunningDashboard, Token};
+use serde_json::json;
+
+use crate::signals::Signals;
+use crate::{Cli, exit};
+
+/// Where the view listens by default: loopback, a free port.
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:0";
+
+/// The token: `MESHKIT_UI_TOKEN` when set, else a new random one.
+fn token() -> Result<Token, String> {
+    match std::env::var("MESHKIT_UI_TOKEN") {
+        Ok(t) if !t.is_empty() => Token::new(t).map_err(|e| format!("MESHKIT_UI_TOKEN: {e}")),
+        _ => Token::generate().map_err(|e| e.to_string()),
+    }
+}
+
+/// Starts the view of `store` on `listen`; `served` reads a local data plane's
+/// request counters for the route keyed `route`.
+pub(crate) async fn start(
+    store: Arc<dyn RolloutStore>,
+    listen: SocketAddr,
+    served: Option<(String, meshkit::traffic::local::LocalMetrics)>,
+) -> Result<RunningDashboard, String> {
+    let mut view = Dashboard::new(store).listen(listen).token(token()?);
+    if let Some((key, metrics)) = served {
+        view = view.served(key, move || metrics.requests());
+    }
+    view.start().await.map_err(|e| e.to_string())
+}
+
+/// Says where the view is: on stderr, and with `--json` as a line on stdout.
+pub(crate) fn announce(cli: &Cli, view: &RunningDashboard, route: Option<&str>) {
+    let link = view.link_route(route);
+    if cli.json {
+        out!("{}", json!({"ui": view.url(), "link": link}));
+    }
+    err!("meshkit: web view on {}", view.url());
+    err!("meshkit: open this link to watch and act (it holds the token): {link}");
+    if !view.addr().ip().is_loopback() {
+        err!(
+            "meshkit: listening beyond loopback ({}): looking needs the token too",
+            view.addr()
+        );
+    }
+}
+
+/// `meshkit ui`: serves until SIGINT, SIGTERM or SIGHUP.
+pub(crate) async fn serve(cli: &Cli, listen: SocketAddr) -> u8 {
+    let store = match crate::store::open_coded(cli).await {
+        Ok(s) => s,
+        Err((code, e)) => return crate::failed(cli, code, &e),
+    };
+    let mut signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => return crate::failed(cli, exit::FAILED, &format!("cannot handle signals: {e}")),
+    };
+    let view = match start(store, listen, None).await {
+        Ok(v) => v,
+        Err(e) => return crate::failed(cli, exit::FAILED, &e),
+    };
+    announce(cli, &view, None);
+    let signal = signals.next().await;
+    err!("meshkit: {}: the web view stops", signal.name());
+    view.shutdown().await;
+    exit::OK
+}
+
+/// After a run with `--ui`: lets open pages receive the rollout's end (a few store
+/// reads), then stops the view.
+pub(crate) async fn finish(view: Option<RunningDashboard>) {
+    if let Some(view) = view {
+        tokio::time::sleep(meshkit::ui::DEFAULT_POLL * 4).await;
+        view.shutdown().await;
+    }
+}
