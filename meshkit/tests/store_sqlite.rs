@@ -244,3 +244,75 @@ async fn a_dropped_run_stops_its_heartbeat() {
     tokio::time::sleep(store_harness::TTL * 5).await;
     assert_eq!(renewals(), after, "no renewal after the run was dropped");
 }
+
+/// A file written before timeline lines kept their split opens as it is: its lines
+/// read back without one, and new lines keep theirs.
+#[tokio::test]
+async fn a_file_from_before_the_split_column_is_migrated_in_place() {
+    use meshkit::store::{Entry, Holder, NewRollout, RecordUpdate, RolloutStore};
+    let d = tempdir::Dir::new("migrate");
+    let path = d.0.join("rollouts.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE entries (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT, rollout TEXT NOT NULL,
+                at_ms INTEGER NOT NULL, by TEXT NOT NULL, kind TEXT NOT NULL,
+                message TEXT NOT NULL);",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let holder = Holder::named("ci-1");
+    let lease = store
+        .acquire("web", &holder, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let rollout = NewRollout {
+        id: "r1".into(),
+        route: "web".into(),
+        stable: "v1".into(),
+        candidate: "v2".into(),
+        strategy: "canary".into(),
+        plan: vec!["shift 10% to new".into()],
+        started_by: holder,
+    };
+    store.open(&lease, &rollout).await.unwrap();
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute(
+            "INSERT INTO entries (rollout, at_ms, by, kind, message) \
+             VALUES ('r1', 1, 'old', 'WeightsWritten', 'from before')",
+            [],
+        )
+        .unwrap();
+    }
+    let new = Entry {
+        at: std::time::SystemTime::now(),
+        by: "ci-1".into(),
+        kind: "WeightsWritten".into(),
+        message: "weights written".into(),
+        weights: Some("v1:9,v2:1".into()),
+    };
+    let update = RecordUpdate {
+        entries: vec![new],
+        ..RecordUpdate::default()
+    };
+    store.record(&lease, "r1", &update).await.unwrap();
+    drop(store);
+    // Opening again (the column is there now) changes nothing.
+    let store = SqliteStore::open(&path).unwrap();
+    let rec = store.get("r1").await.unwrap().unwrap();
+    let got: Vec<_> = rec
+        .entries
+        .iter()
+        .map(|e| (e.message.as_str(), e.weights.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("from before", None),
+            ("weights written", Some("v1:9,v2:1"))
+        ]
+    );
+}

@@ -29,11 +29,18 @@ pub use outcome::Outcome;
 pub use policy::{Backoff, InconclusivePolicy, Policy};
 pub use set::{SetReport, SetWeights};
 
+// For the other drivers of a rollout (the ECS native judge): unused without them.
+#[cfg_attr(not(feature = "ecs"), allow(unused_imports))]
 pub(crate) use events::Emitter;
+#[cfg_attr(not(feature = "ecs"), allow(unused_imports))]
 pub(crate) use handle::Control;
+#[cfg_attr(not(feature = "ecs"), allow(unused_imports))]
 pub(crate) use keeper::Keeper;
+#[cfg_attr(not(feature = "ecs"), allow(unused_imports))]
 pub(crate) use runner::lease_lost;
+#[cfg_attr(not(feature = "ecs"), allow(unused_imports))]
 pub(crate) use stored::{StoreConfig, finish as finish_stored, keep};
+#[cfg_attr(not(feature = "ecs"), allow(unused_imports))]
 pub(crate) use tally::{Judgement, Tally};
 
 use crate::error::ConfigError;

@@ -871,6 +871,7 @@ impl Runner {
 }
 
 /// Resolves when the store says the lease is lost (never without a store).
+#[cfg_attr(not(feature = "ecs"), allow(dead_code))]
 pub(crate) async fn lease_lost(lost: &mut Option<watch::Receiver<Option<String>>>) -> String {
     match lost {
         Some(rx) => lease_lost_rx(rx).await,

@@ -202,6 +202,7 @@ async fn prior(cfg: &Config, sc: &StoreConfig, route: &str) -> Result<Prior, Rol
 /// service), opens the record, and starts the keeper's heartbeat and gates. The
 /// caller records events through the keeper and ends with [`finish`]. The time is
 /// when the open record taken over started (`None`: a new record).
+#[cfg_attr(not(feature = "ecs"), allow(dead_code))]
 pub(crate) async fn keep(
     sc: &StoreConfig,
     mut new: NewRollout,
@@ -268,6 +269,7 @@ pub(crate) async fn keep(
 
 /// Ends what [`keep`] started: stops the keeper after its store call in progress,
 /// records the end and releases the lease.
+#[cfg_attr(not(feature = "ecs"), allow(dead_code))]
 pub(crate) async fn finish(
     sc: &StoreConfig,
     keeper: &Keeper,

@@ -181,6 +181,7 @@ pub trait RolloutStore: Send + Sync + fmt::Debug {
 
 /// Checks a route key or rollout id given to a store: 1-2048 characters, no control
 /// characters.
+#[cfg_attr(not(any(feature = "sqlite", feature = "dynamodb")), allow(dead_code))]
 pub(crate) fn check_key(what: &str, key: &str) -> Result<(), StoreError> {
     if key.is_empty() || key.len() > 2048 || key.chars().any(char::is_control) {
         return Err(StoreError::Invalid(format!(

@@ -14,6 +14,7 @@ pub fn system_clock() -> Clock {
 }
 
 /// Milliseconds since the epoch (0 before it).
+#[cfg_attr(not(any(feature = "sqlite", feature = "dynamodb")), allow(dead_code))]
 pub(crate) fn to_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -21,6 +22,7 @@ pub(crate) fn to_ms(t: SystemTime) -> i64 {
 }
 
 /// The time `ms` milliseconds after the epoch (the epoch for negative values).
+#[cfg_attr(not(any(feature = "sqlite", feature = "dynamodb")), allow(dead_code))]
 pub(crate) fn from_ms(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }

@@ -49,6 +49,29 @@ pub async fn second_run_refused(w: &World) {
         None,
         "released at the end"
     );
+    // Lines that report a split keep it, as stored and read back (for charts).
+    let rec = w.store.get(&history[0].id).await.unwrap().unwrap();
+    let split = |kind: &str| -> Vec<Option<Weights>> {
+        rec.entries
+            .iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| e.weights.as_deref().and_then(decode_weights))
+            .collect()
+    };
+    assert_eq!(split("Started"), [Some(stable())]);
+    let written = split("WeightsWritten");
+    assert!(
+        !written.is_empty() && written.iter().all(Option::is_some),
+        "{written:?}"
+    );
+    assert_eq!(split("TargetRemoved").last(), Some(&Some(alone())));
+    for e in rec
+        .entries
+        .iter()
+        .filter(|e| e.kind == "Verdict" || e.kind == "Lease")
+    {
+        assert_eq!(e.weights, None, "{e:?}");
+    }
 }
 
 /// The holder is killed mid-rollout; after its lease expires another process

@@ -172,7 +172,7 @@ pub(crate) async fn run(
                     crate::ui::announce(cli, &v, Some(&key));
                     Some(v)
                 }
-                Err(e) => return crate::failed(cli, exit::FAILED, &format!("--ui: {e}")),
+                Err((code, e)) => return crate::failed(cli, code, &format!("--ui: {e}")),
             }
         }
         None => None,

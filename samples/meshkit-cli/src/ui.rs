@@ -22,17 +22,21 @@ fn token() -> Result<Token, String> {
 }
 
 /// Starts the view of `store` on `listen`; `served` reads a local data plane's
-/// request counters for the route keyed `route`.
+/// request counters for the route keyed `route`. `Err` carries the exit code: 2 for
+/// a bad `MESHKIT_UI_TOKEN`, 4 when the address cannot be bound.
 pub(crate) async fn start(
     store: Arc<dyn RolloutStore>,
     listen: SocketAddr,
     served: Option<(String, meshkit::traffic::local::LocalMetrics)>,
-) -> Result<RunningDashboard, String> {
-    let mut view = Dashboard::new(store).listen(listen).token(token()?);
+) -> Result<RunningDashboard, (u8, String)> {
+    let token = token().map_err(|e| (exit::INVALID, e))?;
+    let mut view = Dashboard::new(store).listen(listen).token(token);
     if let Some((key, metrics)) = served {
         view = view.served(key, move || metrics.requests());
     }
-    view.start().await.map_err(|e| e.to_string())
+    view.start()
+        .await
+        .map_err(|e| (exit::FAILED, e.to_string()))
 }
 
 /// Says where the view is: on stderr, and with `--json` as a line on stdout.
@@ -63,7 +67,7 @@ pub(crate) async fn serve(cli: &Cli, listen: SocketAddr) -> u8 {
     };
     let view = match start(store, listen, None).await {
         Ok(v) => v,
-        Err(e) => return crate::failed(cli, exit::FAILED, &e),
+        Err((code, e)) => return crate::failed(cli, code, &e),
     };
     announce(cli, &view, None);
     let signal = signals.next().await;
