@@ -77,6 +77,9 @@ PY
 }
 
 for n in "${APT_NEEDS[@]}"; do need_apt "${n%%:*}" "${n#*:}"; done
+# Fonts for the pages Chromium renders (only recommended by Debian's chromium, so
+# absent on a minimal machine; the browser test's screenshot needs them).
+dpkg -s fonts-liberation >/dev/null 2>&1 || apt_install fonts-liberation
 need_moto
 need_axe
 

@@ -28,6 +28,7 @@
 //! | `prometheus`, `http-check` | the Prometheus query and HTTP probe checks |
 //! | `sqlite` | `store::SqliteStore`: the embedded rollout store (leases, records, gates) in one file |
 //! | `dynamodb` | `store::DynamoStore`: the rollout store in one DynamoDB table, for several machines |
+//! | `ui` | `ui::Dashboard`: the live web view of a rollout store, with gates behind a token |
 //!
 //! The AWS adapters take SDK clients you build (see [`sdk`]); meshkit never reads
 //! credentials. App Mesh reached end of support on 2026-09-30: only its adapter is

@@ -368,22 +368,14 @@ fn history_show_and_store_flags_say_what_is_wrong() {
 #[test]
 fn local_runs_are_refused_by_the_lease_before_binding() {
     let dir = temp_dir("store-local");
-    let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let listen = gateway.local_addr().unwrap();
-    drop(gateway);
     let (blue, green) = (common::http_server(200), common::http_server(200));
-    let spec = dir.join("local.json");
-    std::fs::write(
-        &spec,
-        format!(
-            r#"{{"route": {{"backend": "local", "listen": "{listen}", "stable": "blue",
-                 "stable_addr": "{blue}", "new": "green", "new_addr": "{green}"}},
-               "strategy": {{"kind": "canary", "steps": [10, 100], "bake": "20s"}},
-               "checks": [{{"kind": "http", "url": "http://{green}/", "requests": 1}}],
-               "policy": {{"check_interval": "200ms"}}}}"#
-        ),
-    )
-    .unwrap();
+    let (spec, listen) = common::local_spec(
+        &dir,
+        blue,
+        green,
+        r#"{"kind": "canary", "steps": [10, 100], "bake": "20s"}"#,
+        r#"{"check_interval": "200ms"}"#,
+    );
     let (mut first, rx) = start(
         "http://127.0.0.1:9",
         &dir,

@@ -8,7 +8,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -43,38 +42,6 @@ fn axe_js() -> String {
             path.display()
         )
     })
-}
-
-/// A server answering every request with the status in `status` (changeable).
-fn health_server(status: Arc<AtomicU16>) -> SocketAddr {
-    use std::io::{Read, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in l.incoming().flatten() {
-            let status = status.clone();
-            std::thread::spawn(move || {
-                let mut s = stream;
-                let mut buf = [0u8; 4096];
-                let mut got = Vec::new();
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                        got.drain(..end + 4);
-                        let code = status.load(Ordering::Relaxed);
-                        let reply = format!("HTTP/1.1 {code} X\r\ncontent-length: 2\r\n\r\nok");
-                        if s.write_all(reply.as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
 }
 
 fn free_port() -> u16 {
@@ -187,20 +154,17 @@ async fn a_rollout_watched_and_rolled_back_in_headless_chromium() {
     let dir = temp_dir("ui-browser");
     let _ = std::fs::remove_file(dir.join("rollouts.db"));
     let status = Arc::new(AtomicU16::new(200));
-    let (blue, green) = (common::http_server(200), health_server(status.clone()));
-    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let spec = dir.join("local.json");
-    std::fs::write(
-        &spec,
-        format!(
-            r#"{{"route": {{"backend": "local", "listen": "{listen}", "stable": "blue",
-                 "stable_addr": "{blue}", "new": "green", "new_addr": "{green}"}},
-               "strategy": {{"kind": "linear", "step": 25, "wait": "5s"}},
-               "checks": [{{"kind": "http", "url": "http://{green}/", "requests": 1}}],
-               "policy": {{"check_interval": "500ms", "failure_threshold": 1000}}}}"#
-        ),
-    )
-    .unwrap();
+    let (blue, green) = (
+        common::http_server(200),
+        common::status_server(status.clone()),
+    );
+    let (spec, listen) = common::local_spec(
+        &dir,
+        blue,
+        green,
+        r#"{"kind": "linear", "step": 25, "wait": "5s"}"#,
+        r#"{"check_interval": "500ms", "failure_threshold": 1000}"#,
+    );
     let (_ui, url) = start_ui(&dir);
     let run = Killed(
         meshkit(None, &dir)
@@ -484,19 +448,13 @@ fn run_with_ui_serves_its_rollout_with_the_mesh_counters_then_stops() {
     let dir = temp_dir("ui-run");
     let _ = std::fs::remove_file(dir.join("rollouts.db"));
     let (blue, green) = (common::http_server(200), common::http_server(200));
-    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let spec = dir.join("local.json");
-    std::fs::write(
-        &spec,
-        format!(
-            r#"{{"route": {{"backend": "local", "listen": "{listen}", "stable": "blue",
-                 "stable_addr": "{blue}", "new": "green", "new_addr": "{green}"}},
-               "strategy": {{"kind": "canary", "steps": [50, 100], "bake": "3s"}},
-               "checks": [{{"kind": "http", "url": "http://{green}/", "requests": 1}}],
-               "policy": {{"check_interval": "300ms"}}}}"#
-        ),
-    )
-    .unwrap();
+    let (spec, listen) = common::local_spec(
+        &dir,
+        blue,
+        green,
+        r#"{"kind": "canary", "steps": [50, 100], "bake": "3s"}"#,
+        r#"{"check_interval": "300ms"}"#,
+    );
     let mut run = meshkit(None, &dir)
         .args(["--json", "run"])
         .arg(&spec)

@@ -48,11 +48,20 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
 /// A tiny HTTP server on a free loopback port answering every request with `status`
 /// and `ok`, for specs' upstreams and HTTP checks.
 pub fn http_server(status: u16) -> std::net::SocketAddr {
+    status_server(std::sync::Arc::new(std::sync::atomic::AtomicU16::new(
+        status,
+    )))
+}
+
+/// [`http_server`] answering with whatever `status` holds at each request (a test
+/// turns a check from healthy to failing by storing 500).
+pub fn status_server(status: std::sync::Arc<std::sync::atomic::AtomicU16>) -> std::net::SocketAddr {
     use std::io::{Read, Write};
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     std::thread::spawn(move || {
         for stream in l.incoming().flatten() {
+            let status = status.clone();
             std::thread::spawn(move || {
                 let mut s = stream;
                 let mut buf = [0u8; 4096];
@@ -64,7 +73,8 @@ pub fn http_server(status: u16) -> std::net::SocketAddr {
                     }
                     while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
                         got.drain(..end + 4);
-                        let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\n\r\nok");
+                        let code = status.load(std::sync::atomic::Ordering::Relaxed);
+                        let reply = format!("HTTP/1.1 {code} X\r\ncontent-length: 2\r\n\r\nok");
                         if s.write_all(reply.as_bytes()).is_err() {
                             return;
                         }
@@ -74,4 +84,38 @@ pub fn http_server(status: u16) -> std::net::SocketAddr {
         }
     });
     addr
+}
+
+/// A free loopback address for a local gateway.
+pub fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Writes `dir/local.json`: a local-backend spec from blue to green on a free gateway
+/// address, with an HTTP check of green's `/`, the `strategy` and `policy` given (JSON
+/// objects); returns the spec's path and the gateway's address.
+pub fn local_spec(
+    dir: &Path,
+    blue: std::net::SocketAddr,
+    green: std::net::SocketAddr,
+    strategy: &str,
+    policy: &str,
+) -> (std::path::PathBuf, std::net::SocketAddr) {
+    let listen = free_addr();
+    let spec = dir.join("local.json");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"{{"route": {{"backend": "local", "listen": "{listen}", "stable": "blue",
+                 "stable_addr": "{blue}", "new": "green", "new_addr": "{green}"}},
+               "strategy": {strategy},
+               "checks": [{{"kind": "http", "url": "http://{green}/", "requests": 1}}],
+               "policy": {policy}}}"#
+        ),
+    )
+    .unwrap();
+    (spec, listen)
 }
