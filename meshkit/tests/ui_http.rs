@@ -266,6 +266,15 @@ async fn every_refusal_of_an_action_and_that_it_changes_nothing() {
         let (status, _, _) = send(v.addr(), &req(method, path, "evil.example", &[&bearer])).await;
         assert_eq!(status, 421, "{method} {path}");
     }
+    // Another site's page cannot read either (it could hold every stream).
+    for path in ["/api/rollouts", "/api/stream"] {
+        let (status, _, _) = send(
+            v.addr(),
+            &req("GET", path, &host, &["sec-fetch-site: cross-site"]),
+        )
+        .await;
+        assert_eq!(status, 403, "GET {path} from another site");
+    }
     // A preflight gets no CORS grant.
     let (status, head, _) = send(
         v.addr(),
@@ -280,7 +289,7 @@ async fn every_refusal_of_an_action_and_that_it_changes_nothing() {
         ),
     )
     .await;
-    assert_eq!(status, 405);
+    assert_eq!(status, 403, "refused: another site");
     assert!(!head.contains("access-control-allow"), "{head}");
     assert!(
         store.gates(ID).await.unwrap().is_empty(),

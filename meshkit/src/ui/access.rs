@@ -88,10 +88,9 @@ impl Access {
         let (Some(value), None) = (values.next(), values.next()) else {
             return false;
         };
-        value
-            .as_bytes()
-            .strip_prefix(b"Bearer ")
-            .is_some_and(|given| self.token.matches(given))
+        // The scheme's name is case-insensitive (RFC 9110).
+        let v = value.as_bytes();
+        v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") && self.token.matches(&v[7..])
     }
 
     /// Looking: free on loopback, the token beyond it.
@@ -103,8 +102,11 @@ impl Access {
         }
     }
 
-    /// Acting: same site, and the token.
-    pub(crate) fn act<B>(&self, req: &Request<B>) -> Result<(), Refusal> {
+    /// Every API request: not sent by a page of another site. Browsers say so in
+    /// `Sec-Fetch-Site` (on every request) and `Origin` (on most); a script or a
+    /// terminal sends neither. `Origin` is compared by host and port, so the view
+    /// also works behind a TLS proxy.
+    pub(crate) fn same_site<B>(&self, req: &Request<B>) -> Result<(), Refusal> {
         let h = req.headers();
         if let Some(site) = h.get("sec-fetch-site")
             && !matches!(site.as_bytes(), b"same-origin" | b"none")
@@ -114,12 +116,22 @@ impl Access {
         if let Some(origin) = h.get(header::ORIGIN) {
             let host = h
                 .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
+                .map(http::HeaderValue::as_bytes)
                 .unwrap_or_default();
-            if origin.as_bytes() != format!("http://{host}").as_bytes() {
+            let origin = origin.as_bytes();
+            let origin_host = origin
+                .strip_prefix(b"http://")
+                .or_else(|| origin.strip_prefix(b"https://"));
+            if origin_host.is_none_or(|o| !o.eq_ignore_ascii_case(host)) {
                 return Err(Refusal::CrossSite);
             }
         }
+        Ok(())
+    }
+
+    /// Acting: same site, and the token.
+    pub(crate) fn act<B>(&self, req: &Request<B>) -> Result<(), Refusal> {
+        self.same_site(req)?;
         if self.token_given(req) {
             Ok(())
         } else {
@@ -153,6 +165,7 @@ mod tests {
         let a = access("127.0.0.1:8080");
         let host = ("host", "127.0.0.1:8080");
         let bearer = format!("Bearer {T}");
+        let lower = format!("bearer {T}");
         let cookie = format!("token={T}");
         type Case<'a> = (Vec<(&'a str, &'a str)>, Result<(), Refusal>);
         let cases: Vec<Case<'_>> = vec![
@@ -201,6 +214,27 @@ mod tests {
                 ],
                 Ok(()),
             ),
+            (
+                vec![
+                    host,
+                    ("authorization", &bearer),
+                    ("origin", "https://127.0.0.1:8080"),
+                ],
+                Ok(()),
+            ),
+            (
+                vec![host, ("authorization", &bearer), ("origin", "null")],
+                Err(Refusal::CrossSite),
+            ),
+            (
+                vec![
+                    host,
+                    ("authorization", &bearer),
+                    ("origin", "http://127.0.0.1:8081"),
+                ],
+                Err(Refusal::CrossSite),
+            ),
+            (vec![host, ("authorization", &lower)], Ok(())),
         ];
         for (headers, want) in cases {
             assert_eq!(a.act(&req(&headers)), want, "{headers:?}");

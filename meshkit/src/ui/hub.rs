@@ -101,7 +101,35 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// Logs a store failure once until it changes or ends (a poller would otherwise log
+/// it four times a second), and tells the page without its text.
+#[derive(Default)]
+struct Quiet(Option<String>);
+
+impl Quiet {
+    fn see<T>(&mut self, read: Result<T, String>) -> Result<T, String> {
+        match read {
+            Ok(v) => {
+                self.0 = None;
+                Ok(v)
+            }
+            Err(e) if self.0.as_deref() == Some(e.as_str()) => {
+                Err("the store cannot be read (the server's log says why)".to_owned())
+            }
+            Err(e) => {
+                let said = view::trouble("the store cannot be read", &e);
+                self.0 = Some(e);
+                Err(said)
+            }
+        }
+    }
+}
+
+/// How long one poll's store calls may take before the poll is given up.
+const CALL_LIMIT: Duration = Duration::from_secs(10);
+
 async fn list_poller(hub: Arc<Hub>) {
+    let mut quiet = Quiet::default();
     let mut stop = hub.stop.clone();
     loop {
         if *stop.borrow() {
@@ -114,9 +142,17 @@ async fn list_poller(hub: Arc<Hub>) {
             }
             continue;
         }
-        let value = match hub.store.history(None, LIST_LIMIT).await {
+        let read = tokio::time::timeout(CALL_LIMIT, hub.store.history(None, LIST_LIMIT));
+        let read = tokio::select! {
+            r = read => match r {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err("timed out".to_owned()),
+            },
+            () = stopped(&mut stop) => return,
+        };
+        let value = match quiet.see(read) {
             Ok(lines) => view::list(&lines),
-            Err(e) => json!({"error": format!("the store cannot be read: {e}")}),
+            Err(e) => json!({ "error": e }),
         };
         publish(&hub.list, value);
         if !hub.pause().await {
@@ -136,27 +172,59 @@ fn publish(tx: &watch::Sender<Snapshot>, value: Value) {
     });
 }
 
+/// Takes a rollout's poller out of the hub's map however it ends (a panic in a
+/// `served` closure included), so the next page starts a new one.
+struct Listed<'a> {
+    hub: &'a Hub,
+    id: &'a str,
+    tx: &'a watch::Sender<Snapshot>,
+}
+
+impl Drop for Listed<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .hub
+            .rollouts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Only this poller's entry: a later one may have taken the id's place.
+        if map.get(self.id).is_some_and(|tx| tx.same_channel(self.tx)) {
+            map.remove(self.id);
+        }
+    }
+}
+
 async fn rollout_poller(hub: Arc<Hub>, id: String, tx: watch::Sender<Snapshot>) {
+    let _listed = Listed {
+        hub: &hub,
+        id: &id,
+        tx: &tx,
+    };
     let mut counts = Counts::default();
+    let mut quiet = Quiet::default();
+    let mut stop = hub.stop.clone();
     loop {
         {
+            // Under the map's lock: a page subscribing now either finds this poller
+            // still listed (and is served by it) or not listed (and starts another).
             let mut map = hub.rollouts.lock().unwrap_or_else(PoisonError::into_inner);
             if tx.receiver_count() == 0 || *hub.stop.borrow() {
                 map.remove(&id);
                 return;
             }
         }
-        let value = match snapshot(&hub, &id, &mut counts).await {
+        let read = tokio::time::timeout(CALL_LIMIT, snapshot(&hub, &id, &mut counts));
+        let read = tokio::select! {
+            r = read => r.unwrap_or_else(|_| Err("timed out".to_owned())),
+            () = stopped(&mut stop) => return,
+        };
+        let value = match quiet.see(read) {
             Ok(Some(v)) => v,
             Ok(None) => json!({"id": id, "missing": true}),
-            Err(e) => json!({"id": id, "error": format!("the store cannot be read: {e}")}),
+            Err(e) => json!({"id": id, "error": e}),
         };
         publish(&tx, value);
         if !hub.pause().await {
-            hub.rollouts
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&id);
             return;
         }
     }
@@ -175,68 +243,68 @@ async fn snapshot(hub: &Hub, id: &str, counts: &mut Counts) -> Result<Option<Val
     let served = hub
         .served
         .get(&rec.rollout.route)
-        .and_then(|read| counts.sample(read()));
+        .and_then(|read| counts.sample(|| read()));
     let mut v = view::detail(&rec, lease.as_ref(), &gates, served.as_ref());
     v["served_series"] = Value::Array(counts.series.iter().cloned().collect());
     Ok(Some(v))
 }
 
-/// Samples of a data plane's request counters: the split served over the last
-/// second or so, and its history (one point a second, the last 10 minutes).
+/// Samples of a data plane's request counters, read once a second: the split served
+/// since the previous sample, and its history (the last 10 minutes).
 #[derive(Default)]
 struct Counts {
-    samples: VecDeque<(Instant, Vec<(String, u64)>)>,
+    previous: Option<(Instant, Vec<(String, u64)>)>,
+    last: Option<Value>,
     series: VecDeque<Value>,
-    last_point: Option<Instant>,
 }
 
 impl Counts {
-    const WINDOW: Duration = Duration::from_secs(1);
+    const EVERY: Duration = Duration::from_secs(1);
     const POINTS: usize = 600;
 
-    fn sample(&mut self, now_counts: Option<Vec<(String, u64)>>) -> Option<Value> {
+    /// The split served over the last second or so. The counters are read at most
+    /// once a second, so between reads a watched rollout's view does not change.
+    fn sample(&mut self, read: impl FnOnce() -> Option<Vec<(String, u64)>>) -> Option<Value> {
         let now = Instant::now();
-        self.samples.push_back((now, now_counts?));
-        while self.samples.len() > 2
-            && self
-                .samples
-                .get(1)
-                .is_some_and(|(t, _)| now.duration_since(*t) >= Self::WINDOW)
+        if let Some((at, _)) = &self.previous
+            && now.duration_since(*at) < Self::EVERY
         {
-            self.samples.pop_front();
+            return self.last.clone();
         }
-        let (first_at, first) = self.samples.front()?;
-        let (_, last) = self.samples.back()?;
-        let window = now.duration_since(*first_at);
-        let deltas: Vec<(String, u64)> = last
+        let counts = read()?;
+        // The first read only starts the window.
+        let (at, before) = self.previous.replace((now, counts.clone()))?;
+        let window = now.duration_since(at);
+        let deltas: Vec<(String, u64)> = counts
             .iter()
             .map(|(name, n)| {
-                let before = first.iter().find(|(f, _)| f == name).map_or(0, |(_, b)| *b);
-                (name.clone(), n.saturating_sub(before))
+                let b = before
+                    .iter()
+                    .find(|(f, _)| f == name)
+                    .map_or(0, |(_, b)| *b);
+                (name.clone(), n.saturating_sub(b))
             })
             .collect();
         let total: u64 = deltas.iter().map(|(_, d)| d).sum();
-        if total == 0 || window.is_zero() {
-            return Some(
-                json!({"window_ms": window.as_millis() as u64, "requests": 0, "split": null}),
-            );
-        }
-        let split: Vec<Value> = deltas
-            .iter()
-            .map(|(name, d)| json!([view::public(name), *d as f64 * 100.0 / total as f64]))
-            .collect();
-        let v = json!({"window_ms": window.as_millis() as u64, "requests": total, "split": split});
-        if self
-            .last_point
-            .is_none_or(|t| now.duration_since(t) >= Self::WINDOW)
-        {
-            self.last_point = Some(now);
+        let split = (total > 0).then(|| {
+            deltas
+                .iter()
+                .map(|(name, d)| json!([view::public(name), *d as f64 * 100.0 / total as f64]))
+                .collect::<Vec<_>>()
+        });
+        let v = json!({
+            "window_ms": u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
+            "requests": total,
+            "split": split,
+        });
+        if split.is_some() {
             self.series
                 .push_back(json!({"at": view::ms(SystemTime::now()), "split": v["split"]}));
             if self.series.len() > Self::POINTS {
                 self.series.pop_front();
             }
         }
+        self.last = Some(v.clone());
         Some(v)
     }
 }

@@ -15,8 +15,11 @@
 //!
 //! let store = Arc::new(SqliteStore::open(SqliteStore::default_path())?);
 //! let view = Dashboard::new(store).start().await?;
-//! // The link carries the token in its fragment: give it only to people who may act.
-//! tracing::info!(link = %view.link(None), "web view");
+//! tracing::info!(url = %view.url(), "web view");
+//! // The link carries the token in its fragment: hand it only to people who may act
+//! // (on a terminal, say), not to a log.
+//! let link = view.link(None);
+//! # let _ = link;
 //! # view.shutdown().await;
 //! # Ok(())
 //! # }

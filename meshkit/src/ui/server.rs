@@ -120,6 +120,9 @@ fn decode(segment: &str) -> Option<String> {
     while i < b.len() {
         if b[i] == b'%' {
             let hex = segment.get(i + 1..i + 3)?;
+            if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
@@ -148,6 +151,11 @@ pub(crate) async fn handle(
     }
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if segments.first() == Some(&"api")
+        && let Err(r) = app.access.same_site(&req)
+    {
+        return refused(r);
+    }
     if req.method() == Method::GET
         && segments.first() == Some(&"api")
         && let Err(r) = app.access.view(&req)
@@ -172,7 +180,7 @@ pub(crate) async fn handle(
                 Ok(lines) => json_response(StatusCode::OK, &view::list(&lines)),
                 Err(e) => error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    format!("the store cannot be read: {e}"),
+                    view::trouble("the store cannot be read", &e),
                 ),
             }
         }
@@ -188,7 +196,7 @@ pub(crate) async fn handle(
                 ),
                 Err(e) => error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    format!("the store cannot be read: {e}"),
+                    view::trouble("the store cannot be read", &e),
                 ),
             }
         }
@@ -221,7 +229,7 @@ async fn act(app: &App, peer: SocketAddr, id: &str, gate: Gate) -> Response<Body
     let unreadable = |e: crate::store::StoreError| {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("the store cannot be read: {e}"),
+            view::trouble("the store cannot be read", &e),
         )
     };
     let rec = match store.get(id).await {
@@ -258,7 +266,7 @@ async fn act(app: &App, peer: SocketAddr, id: &str, gate: Gate) -> Response<Body
         }
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("the gate was not recorded: {e}"),
+            view::trouble("the gate was not recorded", &e),
         ),
     }
 }
@@ -291,9 +299,19 @@ fn stream(app: &Arc<App>, rollout: Option<String>) -> Response<Body> {
     r
 }
 
+/// A reader that takes longer than this to take an event is dropped (its stream
+/// ends), so a client that stops reading does not hold a stream forever.
+const SEND_LIMIT: Duration = Duration::from_secs(10);
+
+async fn send_bytes(tx: &mpsc::Sender<Bytes>, bytes: Bytes) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_LIMIT, tx.send(bytes)).await,
+        Ok(Ok(()))
+    )
+}
+
 async fn send(tx: &mpsc::Sender<Bytes>, event: &str, data: &Value) -> bool {
-    let text = format!("event: {event}\ndata: {data}\n\n");
-    tx.send(Bytes::from(text)).await.is_ok()
+    send_bytes(tx, Bytes::from(format!("event: {event}\ndata: {data}\n\n"))).await
 }
 
 async fn pump(
@@ -307,7 +325,7 @@ async fn pump(
     if let Some(d) = detail.as_mut() {
         d.mark_changed();
     }
-    let mut sent = 0usize;
+    let mut sent = Sent::default();
     loop {
         tokio::select! {
             r = list.changed() => {
@@ -321,13 +339,12 @@ async fn pump(
                 let Some(()) = r else { return };
                 let v = detail.as_mut().and_then(|d| d.borrow_and_update().clone());
                 if let Some(v) = v {
-                    let (v, total) = delta(&v, sent);
-                    sent = total;
+                    let v = delta(&v, &mut sent);
                     if !send(&tx, "rollout", &v).await { return; }
                 }
             }
             () = tokio::time::sleep(KEEPALIVE) => {
-                if tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_err() {
+                if !send_bytes(&tx, Bytes::from_static(b": keepalive\n\n")).await {
                     return;
                 }
             }
@@ -337,16 +354,27 @@ async fn pump(
     }
 }
 
-/// `v` with only the timeline lines from `sent` on (all of them when the timeline is
-/// shorter than what was sent: it was replaced), and `entries_from` saying where
-/// they start; with the timeline's length.
-fn delta(v: &Value, sent: usize) -> (Value, usize) {
+/// What a stream has sent of the timeline: how many lines, and the last one.
+#[derive(Default)]
+struct Sent {
+    count: usize,
+    last: Option<Value>,
+}
+
+/// `v` with only the timeline lines the page does not have, and `entries_from`
+/// saying where they go. The whole timeline when what was sent is no longer its
+/// start (lines recorded late sort before lines already sent; a pruned record).
+fn delta(v: &Value, sent: &mut Sent) -> Value {
     let mut v = v.clone();
     let all = v["entries"].as_array().cloned().unwrap_or_default();
-    let from = if all.len() >= sent { sent } else { 0 };
-    v["entries"] = Value::Array(all[from..].to_vec());
+    let kept =
+        sent.count > 0 && sent.count <= all.len() && all.get(sent.count - 1) == sent.last.as_ref();
+    let from = if kept { sent.count } else { 0 };
+    v["entries"] = Value::Array(all.get(from..).unwrap_or_default().to_vec());
     v["entries_from"] = json!(from);
-    (v, all.len())
+    sent.count = all.len();
+    sent.last = all.last().cloned();
+    v
 }
 
 /// Accepts connections until `stop` turns true; each is served on its own task and
@@ -415,22 +443,19 @@ mod tests {
 
     #[test]
     fn the_stream_sends_only_new_timeline_lines() {
-        let v = json!({"entries": [1, 2, 3]});
-        let (d, n) = delta(&v, 0);
-        assert_eq!(
-            (d["entries"].clone(), d["entries_from"].clone(), n),
-            (json!([1, 2, 3]), json!(0), 3)
-        );
-        let (d, n) = delta(&json!({"entries": [1, 2, 3, 4]}), 3);
-        assert_eq!(
-            (d["entries"].clone(), d["entries_from"].clone(), n),
-            (json!([4]), json!(3), 4)
-        );
+        let mut sent = Sent::default();
+        let lines = |v: &Value| (v["entries"].clone(), v["entries_from"].clone());
+        let d = delta(&json!({"entries": [1, 2, 3]}), &mut sent);
+        assert_eq!(lines(&d), (json!([1, 2, 3]), json!(0)));
+        let d = delta(&json!({"entries": [1, 2, 3, 4]}), &mut sent);
+        assert_eq!(lines(&d), (json!([4]), json!(3)));
+        let d = delta(&json!({"entries": [1, 2, 3, 4]}), &mut sent);
+        assert_eq!(lines(&d), (json!([]), json!(4)));
+        // A line recorded late sorts before one already sent: all again.
+        let d = delta(&json!({"entries": [1, 2, 3, 9, 4, 5]}), &mut sent);
+        assert_eq!(lines(&d), (json!([1, 2, 3, 9, 4, 5]), json!(0)));
         // A shorter timeline (pruned, replaced) is sent whole.
-        let (d, n) = delta(&json!({"entries": [9]}), 4);
-        assert_eq!(
-            (d["entries"].clone(), d["entries_from"].clone(), n),
-            (json!([9]), json!(0), 1)
-        );
+        let d = delta(&json!({"entries": [7]}), &mut sent);
+        assert_eq!(lines(&d), (json!([7]), json!(0)));
     }
 }

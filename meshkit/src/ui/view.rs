@@ -39,7 +39,37 @@ pub(crate) fn public(s: &str) -> String {
         rest = &tail[end..];
     }
     out.push_str(rest);
+    mask_accounts(&out)
+}
+
+/// Runs of exactly 12 digits (AWS account ids) as `############`.
+fn mask_accounts(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        let run = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if run == 0 {
+            let ch = s[i..].chars().next().unwrap_or(' ');
+            out.push(ch);
+            i += ch.len_utf8().max(1);
+        } else {
+            if run == 12 {
+                out.push_str("############");
+            } else {
+                out.push_str(&s[i..i + run]);
+            }
+            i += run;
+        }
+    }
     out
+}
+
+/// What the page is told when the store fails: no error text (a DynamoDB error names
+/// roles, tables and regions; a SQLite one, paths), which goes to the log instead.
+pub(crate) fn trouble(what: &str, e: &dyn std::fmt::Display) -> String {
+    tracing::warn!(error = %e, "web view: {what}");
+    format!("{what} (the server's log says why)")
 }
 
 /// A split in encoded form as `{target: percent}`, in the route's order.
@@ -190,6 +220,11 @@ mod tests {
             ("barn:a:b:c:d:e stays", "barn:a:b:c:d:e stays"),
             ("arn:too:short", "arn:too:short"),
             ("two arn:aws:s:r:1:x arn:aws:s:r:2:y", "two x y"),
+            (
+                "account 123456789012 or 1234567890123",
+                "account ############ or 1234567890123",
+            ),
+            ("caf\u{e9} 12 \u{2192} 34", "caf\u{e9} 12 \u{2192} 34"),
             ("", ""),
         ];
         for (given, want) in cases {

@@ -39,11 +39,13 @@ pub(crate) async fn start(
         .map_err(|e| (exit::FAILED, e.to_string()))
 }
 
-/// Says where the view is: on stderr, and with `--json` as a line on stdout.
+/// Says where the view is: the address and the link with the token on stderr; with
+/// `--json` the address (not the token) as a line on stdout too.
 pub(crate) fn announce(cli: &Cli, view: &RunningDashboard, route: Option<&str>) {
     let link = view.link_route(route);
     if cli.json {
-        out!("{}", json!({"ui": view.url(), "link": link}));
+        // Not the link: stdout is often kept in a CI log, the token is not for it.
+        out!("{}", json!({ "ui": view.url() }));
     }
     err!("meshkit: web view on {}", view.url());
     err!("meshkit: open this link to watch and act (it holds the token): {link}");

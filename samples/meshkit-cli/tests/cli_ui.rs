@@ -460,7 +460,7 @@ fn run_with_ui_serves_its_rollout_with_the_mesh_counters_then_stops() {
         .arg(&spec)
         .arg("--ui")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
@@ -468,7 +468,19 @@ fn run_with_ui_serves_its_rollout_with_the_mesh_counters_then_stops() {
     let url = first["ui"]
         .as_str()
         .expect("the first line says where the view is");
-    let link = first["link"].as_str().unwrap();
+    assert_eq!(
+        first.as_object().unwrap().len(),
+        1,
+        "no token on stdout: {first}"
+    );
+    let link = BufReader::new(run.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split_once("(it holds the token): ")
+                .map(|(_, link)| link.to_owned())
+        })
+        .expect("the link on stderr");
     assert!(link.starts_with(&format!("{url}#token=")), "{link}");
     assert!(
         link.ends_with(&format!("&route=local%3A127.0.0.1%3A{}", listen.port())),

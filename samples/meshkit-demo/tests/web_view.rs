@@ -91,12 +91,16 @@ fn the_demo_with_ui_shows_its_rollout_and_the_served_split() {
     assert_eq!(status.code(), Some(0), "{out}");
     let summary: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(summary["outcome"], "promoted", "{summary}");
-    let file = std::env::temp_dir().join(format!("meshkit-demo-{pid}.db"));
-    assert!(
-        !file.exists(),
-        "the demo's store is removed: {}",
-        file.display()
-    );
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("meshkit-demo-{pid}-"))
+        })
+        .collect();
+    assert!(left.is_empty(), "the demo's store is removed: {left:?}");
     assert!(
         std::net::TcpStream::connect(&addr).is_err(),
         "the view stopped"

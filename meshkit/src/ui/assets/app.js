@@ -218,6 +218,8 @@ async function stream() {
       const body = await resp.json().catch(() => ({}));
       conn.className = "";
       conn.textContent = "Not connected: " + (body.error || resp.status);
+      // Too many streams or a store hiccup pass; a refusal does not.
+      if (resp.status === 503) setTimeout(() => { if (state.abort === abort) stream(); }, 3000);
       return;
     }
     conn.className = "live";
@@ -227,7 +229,7 @@ async function stream() {
     let buf = "";
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) break;
+      if (done || state.abort !== abort) break;
       buf += text.decode(value, { stream: true });
       let cut;
       while ((cut = buf.indexOf("\n\n")) >= 0) {
