@@ -152,6 +152,11 @@ pub enum Command {
         /// Where to listen. Beyond loopback, looking needs the token too.
         #[arg(long, default_value = ui::DEFAULT_LISTEN)]
         listen: std::net::SocketAddr,
+        /// How often the store is read while a page watches (50ms to 10s): each
+        /// watched rollout costs a record, lease and gates read per poll, the list
+        /// one query. Raise it on a provisioned DynamoDB table.
+        #[arg(long, value_parser = parse_wait, default_value = "250ms")]
+        poll: std::time::Duration,
     },
     /// Hold the running rollout at its current stage (checks keep running): recorded
     /// in the store, applied by the process running it at its next check round.
@@ -275,7 +280,7 @@ pub async fn run(cli: Cli) -> u8 {
         }
         Command::Show { id } => return store::show(&cli, id).await,
         Command::Store { action } => return store::admin(&cli, action).await,
-        Command::Ui { listen } => return ui::serve(&cli, *listen).await,
+        Command::Ui { listen, poll } => return ui::serve(&cli, *listen, *poll).await,
         other => other.spec().unwrap_or_default().to_owned(),
     };
     let needs_route = !matches!(cli.command, Command::Plan { .. });

@@ -272,13 +272,15 @@ pub(crate) async fn run(
     };
     let key = build::store_key(spec);
     let view = match ui {
-        Some(addr) => match crate::ui::start(store.clone(), addr, None).await {
-            Ok(v) => {
-                crate::ui::announce(cli, &v, Some(&key));
-                Some(v)
+        Some(addr) => {
+            match crate::ui::start(store.clone(), addr, None, meshkit::ui::DEFAULT_POLL).await {
+                Ok(v) => {
+                    crate::ui::announce(cli, &v, Some(&key));
+                    Some(v)
+                }
+                Err((code, e)) => return crate::failed(cli, code, &format!("--ui: {e}")),
             }
-            Err((code, e)) => return crate::failed(cli, code, &format!("--ui: {e}")),
-        },
+        }
         None => None,
     };
     let client = meshkit::sdk::ecs::Client::new(&sdk);

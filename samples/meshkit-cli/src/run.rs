@@ -167,7 +167,7 @@ pub(crate) async fn run(
     let view = match ui {
         Some(addr) => {
             let served = metrics.clone().map(|m| (key.clone(), m));
-            match crate::ui::start(store.clone(), addr, served).await {
+            match crate::ui::start(store.clone(), addr, served, meshkit::ui::DEFAULT_POLL).await {
                 Ok(v) => {
                     crate::ui::announce(cli, &v, Some(&key));
                     Some(v)

@@ -2,9 +2,10 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use meshkit::store::RolloutStore;
-use meshkit::ui::{Dashboard, RunningDashboard, Token};
+use meshkit::ui::{Dashboard, RunningDashboard, Token, UiError};
 use serde_json::json;
 
 use crate::signals::Signals;
@@ -23,20 +24,25 @@ fn token() -> Result<Token, String> {
 
 /// Starts the view of `store` on `listen`; `served` reads a local data plane's
 /// request counters for the route keyed `route`. `Err` carries the exit code: 2 for
-/// a bad `MESHKIT_UI_TOKEN`, 4 when the address cannot be bound.
+/// a bad `MESHKIT_UI_TOKEN` or poll interval, 4 when the address cannot be bound.
 pub(crate) async fn start(
     store: Arc<dyn RolloutStore>,
     listen: SocketAddr,
     served: Option<(String, meshkit::traffic::local::LocalMetrics)>,
+    poll: Duration,
 ) -> Result<RunningDashboard, (u8, String)> {
     let token = token().map_err(|e| (exit::INVALID, e))?;
-    let mut view = Dashboard::new(store).listen(listen).token(token);
+    let mut view = Dashboard::new(store)
+        .listen(listen)
+        .token(token)
+        .poll_interval(poll);
     if let Some((key, metrics)) = served {
         view = view.served(key, move || metrics.requests());
     }
-    view.start()
-        .await
-        .map_err(|e| (exit::FAILED, e.to_string()))
+    view.start().await.map_err(|e| match e {
+        UiError::Invalid(_) => (exit::INVALID, e.to_string()),
+        _ => (exit::FAILED, e.to_string()),
+    })
 }
 
 /// Says where the view is: the address and the link with the token on stderr; with
@@ -58,7 +64,7 @@ pub(crate) fn announce(cli: &Cli, view: &RunningDashboard, route: Option<&str>) 
 }
 
 /// `meshkit ui`: serves until SIGINT, SIGTERM or SIGHUP.
-pub(crate) async fn serve(cli: &Cli, listen: SocketAddr) -> u8 {
+pub(crate) async fn serve(cli: &Cli, listen: SocketAddr, poll: Duration) -> u8 {
     let store = match crate::store::open_coded(cli).await {
         Ok(s) => s,
         Err((code, e)) => return crate::failed(cli, code, &e),
@@ -67,7 +73,7 @@ pub(crate) async fn serve(cli: &Cli, listen: SocketAddr) -> u8 {
         Ok(s) => s,
         Err(e) => return crate::failed(cli, exit::FAILED, &format!("cannot handle signals: {e}")),
     };
-    let view = match start(store, listen, None).await {
+    let view = match start(store, listen, None, poll).await {
         Ok(v) => v,
         Err((code, e)) => return crate::failed(cli, code, &e),
     };

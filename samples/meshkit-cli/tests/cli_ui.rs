@@ -578,6 +578,16 @@ fn ui_refuses_a_bad_token_and_a_taken_address() {
         "{}",
         common::text(&o)
     );
+    let o = meshkit(None, &dir)
+        .args(["ui", "--poll", "20s"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", common::text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("poll interval"),
+        "{}",
+        common::text(&o)
+    );
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let o = meshkit(None, &dir)
         .args(["ui", "--listen"])
