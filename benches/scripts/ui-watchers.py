@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The web view under watch: page weight, event-to-page latency, and `meshkit ui`'s
-CPU and memory while 20 browser tabs watch a running rollout.
+CPU and memory while 20 browsers (20 headless Chromium sessions) watch a running
+rollout.
 
 Runs on loopback only: two tiny upstreams, `meshkit ui` and `meshkit run` (release
 builds) over one SQLite store, and headless Chromium through chromedriver (raw
@@ -128,16 +129,22 @@ def main():
               }
             }).observe(document.querySelector('#timeline tbody'), {childList: true});
             return null;"""})
-        first_tab = wd(wdb, "GET", s + "/window")
-        for _ in range(TABS - 1):
-            h = wd(wdb, "POST", s + "/window/new", {"type": "tab"})["handle"]
-            wd(wdb, "POST", s + "/window", {"handle": h})
-            wd(wdb, "POST", s + "/url", {"url": link})
+        # Each browser its own session (its own Chromium): one browser keeps at most
+        # six HTTP/1.1 connections per server, so tabs of one browser would share.
+        others = []
+        for i in range(TABS - 1):
+            print(f"  browser {i + 2}", file=sys.stderr, flush=True)
+            other = wd(wdb, "POST", "/session", caps)["sessionId"]
+            wd(wdb, "POST", f"/session/{other}/url", {"url": link})
+            others.append(other)
         time.sleep(2)
+        rss_browsers = subprocess.run(["ps", "-C", "chromium", "-o", "rss="], capture_output=True,
+                                      text=True).stdout.split()
+        print(f"  {len(others) + 1} browsers: {sum(map(int, rss_browsers)) / 1024:.0f} MiB RSS together",
+              file=sys.stderr)
         busy_cpu, busy_rss = measure(ui.pid, WINDOW)
-        print(f"meshkit ui, {TABS} tabs watching: CPU {busy_cpu:.2f}% of one core, peak RSS {busy_rss:.1f} MiB")
+        print(f"meshkit ui, {TABS} browsers watching: CPU {busy_cpu:.2f}% of one core, peak RSS {busy_rss:.1f} MiB")
 
-        wd(wdb, "POST", s + "/window", {"handle": first_tab})
         seen = wd(wdb, "POST", s + "/execute/sync", {"args": [], "script": "return [window.__since, window.__seen];"})
         since, seen = seen
         entries = json.loads(http_get(f"{base}/api/rollouts/{rid}"))["entries"]
@@ -150,8 +157,10 @@ def main():
         lat = sorted(seen[m] - at for m, at in firsts.items() if m in seen and at > since)
         if lat:
             print(f"event to page ({len(lat)} events recorded while the first tab watched, "
-                  f"{TABS} tabs open): median {lat[len(lat)//2]} ms, "
+                  f"{TABS} browsers open): median {lat[len(lat)//2]} ms, "
                   f"p90 {lat[int(len(lat)*0.9)]} ms, max {lat[-1]} ms")
+        for other in others:
+            wd(wdb, "DELETE", f"/session/{other}")
         wd(wdb, "DELETE", s)
     finally:
         for p in (run, ui, driver):

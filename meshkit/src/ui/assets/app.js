@@ -314,6 +314,23 @@ function route() {
   stream();
 }
 
+// A browser keeps at most six connections to one server, and each open view holds
+// one: a tab hidden for 30 s lets its stream go, and takes a new one when shown.
+let hiddenTimer = null;
+document.addEventListener("visibilitychange", () => {
+  clearTimeout(hiddenTimer);
+  if (document.hidden) {
+    hiddenTimer = setTimeout(() => {
+      if (state.abort) state.abort.abort();
+      state.abort = null;
+      $("conn").className = "";
+      $("conn").textContent = "Paused while this tab is hidden";
+    }, 30000);
+  } else if (!state.abort) {
+    stream();
+  }
+});
+
 document.addEventListener("DOMContentLoaded", () => {
   for (const b of document.querySelectorAll("#actions button")) b.addEventListener("click", () => act(b));
   window.addEventListener("hashchange", route);
