@@ -691,7 +691,12 @@ async fn an_older_deployment_is_not_taken_for_the_record() {
     );
     // Later, a judge of web:2 → web:1 opens its record and dies before UpdateService.
     let (store, clock) = sqlite("older");
-    clock.advance(Duration::from_secs(3 * 3600));
+    // Three hours after the real time of the first deployment (the store's clock
+    // starts at a fixed date, which the real clock passes).
+    let behind = std::time::SystemTime::now()
+        .duration_since(clock.now())
+        .unwrap_or_default();
+    clock.advance(behind + Duration::from_secs(3 * 3600));
     let lease = store
         .acquire(
             "ecs:shop/web",

@@ -192,6 +192,14 @@ async fn the_page_and_the_api_show_routes_but_no_account_or_region() {
     assert_eq!(d["holder"]["name"], "ci-7");
     let (status, _, _) = send(v.addr(), &req("GET", "/api/rollouts/nope", &host, &[])).await;
     assert_eq!(status, 404);
+    for bad in [
+        "/api/rollouts/%0a",
+        "/api/rollouts/%ff",
+        "/api/stream?rollout=%0d",
+    ] {
+        let (status, _, _) = send(v.addr(), &req("GET", bad, &host, &[])).await;
+        assert_eq!(status, 400, "{bad}");
+    }
     v.shutdown().await;
 }
 

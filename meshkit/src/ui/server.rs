@@ -133,6 +133,12 @@ fn decode(segment: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// A rollout id the store would take: 1-2048 characters, no control characters.
+/// Anything else is answered 400 before the store is asked (or a poller started).
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 2048 && !id.chars().any(char::is_control)
+}
+
 /// The value of `key` in a query string.
 fn query(req: &Request<Incoming>, key: &str) -> Option<String> {
     req.uri().query()?.split('&').find_map(|kv| {
@@ -185,8 +191,8 @@ pub(crate) async fn handle(
             }
         }
         (&Method::GET, ["api", "rollouts", id]) => {
-            let Some(id) = decode(id) else {
-                return error(StatusCode::BAD_REQUEST, "the rollout id is not valid UTF-8");
+            let Some(id) = decode(id).filter(|id| valid_id(id)) else {
+                return error(StatusCode::BAD_REQUEST, "not a rollout id");
             };
             match app.hub.detail_now(&id).await {
                 Ok(Some(v)) => json_response(StatusCode::OK, &v),
@@ -200,9 +206,13 @@ pub(crate) async fn handle(
                 ),
             }
         }
-        (&Method::GET, ["api", "stream"]) => stream(&app, query(&req, "rollout")),
+        (&Method::GET, ["api", "stream"]) => match query(&req, "rollout") {
+            Some(id) if !valid_id(&id) => error(StatusCode::BAD_REQUEST, "not a rollout id"),
+            rollout => stream(&app, rollout),
+        },
         (&Method::POST, ["api", "rollouts", id, gate]) => {
-            let (Some(id), Ok(gate)) = (decode(id), gate.parse::<Gate>()) else {
+            let (Some(id), Ok(gate)) = (decode(id).filter(|id| valid_id(id)), gate.parse::<Gate>())
+            else {
                 return error(
                     StatusCode::NOT_FOUND,
                     "POST /api/rollouts/ID/GATE, GATE one of pause, resume, promote, rollback",
