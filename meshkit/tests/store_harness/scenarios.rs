@@ -119,10 +119,26 @@ pub async fn takeover_after_kill(w: &World) {
     let rec = w.store.get(&open.rollout.id).await.unwrap().unwrap();
     assert_eq!(rec.state, RecordState::Promoted);
     assert_eq!(rec.attempts, ["ci-1", "ci-2"]);
+    // ci-1's lines up to its write were recorded with the fence; its
+    // "weights written" line too, unless the kill came before that line's flush, in
+    // which case the write is the record's pending one.
+    let written_line = rec
+        .entries
+        .iter()
+        .any(|e| e.by == "ci-1" && e.kind == "WeightsWritten");
+    let pending = open.progress.pending.as_deref().and_then(decode_weights);
+    assert!(
+        written_line || pending.as_ref() == Some(&killed_at),
+        "{:?} {:?}",
+        open.progress,
+        rec.entries
+    );
     assert!(
         rec.entries
             .iter()
-            .any(|e| e.by == "ci-1" && e.kind == "WeightsWritten")
+            .any(|e| e.by == "ci-1" && e.kind == "StageStarted"),
+        "{:?}",
+        rec.entries
     );
     assert!(
         rec.entries
