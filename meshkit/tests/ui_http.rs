@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use meshkit::store::{
-    Entry, Holder, Lease, NewRollout, RecordState, RecordUpdate, RolloutStore, SqliteStore,
+    DynamoStore, Entry, Holder, Lease, NewRollout, RecordState, RecordUpdate, RolloutStore,
+    SqliteStore,
 };
 use meshkit::ui::{Dashboard, RunningDashboard, Token};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,7 +36,7 @@ fn line(kind: &str, message: &str, weights: Option<&str>) -> Entry {
     }
 }
 
-async fn record(store: &SqliteStore, lease: &Lease, entries: Vec<Entry>) {
+async fn record(store: &dyn RolloutStore, lease: &Lease, entries: Vec<Entry>) {
     let update = RecordUpdate {
         entries,
         ..RecordUpdate::default()
@@ -43,11 +44,17 @@ async fn record(store: &SqliteStore, lease: &Lease, entries: Vec<Entry>) {
     store.record(lease, ID, &update).await.unwrap();
 }
 
-/// A store holding one running rollout on an ALB rule, with a few lines.
+/// A SQLite store holding one running rollout on an ALB rule, with a few lines.
 async fn store(name: &str) -> (Arc<SqliteStore>, Lease, Dir) {
     let dir = std::env::temp_dir().join(format!("meshkit-ui-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let store = Arc::new(SqliteStore::open(dir.join("rollouts.db")).unwrap());
+    let lease = fill(store.as_ref()).await;
+    (store, lease, Dir(dir))
+}
+
+/// Records one running rollout on an ALB rule, with a few lines; its lease.
+async fn fill(store: &dyn RolloutStore) -> Lease {
     let holder = Holder::named("ci-7");
     let lease = store
         .acquire(ROUTE, &holder, Duration::from_secs(60))
@@ -67,7 +74,7 @@ async fn store(name: &str) -> (Arc<SqliteStore>, Lease, Dir) {
     };
     store.open(&lease, &rollout).await.unwrap();
     record(
-        &store,
+        store,
         &lease,
         vec![
             line("Started", "started canary rollout", Some("web-v1:1")),
@@ -89,10 +96,10 @@ async fn store(name: &str) -> (Arc<SqliteStore>, Lease, Dir) {
         ],
     )
     .await;
-    (store, lease, Dir(dir))
+    lease
 }
 
-async fn view(store: Arc<SqliteStore>, listen: &str) -> RunningDashboard {
+async fn view(store: Arc<dyn RolloutStore>, listen: &str) -> RunningDashboard {
     Dashboard::new(store)
         .listen(listen.parse().unwrap())
         .token(Token::new(TOKEN).unwrap())
@@ -407,7 +414,7 @@ async fn the_stream_pushes_new_lines_within_a_second_and_only_those() {
     let seen = first["entries"].as_array().unwrap().len();
     assert_eq!(seen, 4, "the four lines recorded: {first}");
     let written = Instant::now();
-    record(&store, &lease, vec![line("Paused", "paused", None)]).await;
+    record(store.as_ref(), &lease, vec![line("Paused", "paused", None)]).await;
     let next = next_event(&mut s, &mut buf, "rollout").await;
     let took = written.elapsed();
     assert!(took < Duration::from_secs(1), "pushed after {took:?}");
@@ -430,4 +437,72 @@ async fn the_stream_pushes_new_lines_within_a_second_and_only_those() {
     assert_eq!(status, 503, "{body}");
     drop(open);
     v.shutdown().await;
+}
+
+/// The view answers the same over the DynamoDB store (on the moto emulator) as over
+/// SQLite, timestamps aside, and a gate asked in it lands in the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_view_is_the_same_over_dynamodb() {
+    let moto = meshkit_testing::MotoServer::start().unwrap();
+    let client = meshkit::sdk::dynamodb::Client::new(&moto.sdk_config());
+    DynamoStore::create_table(&client, "rollouts")
+        .await
+        .unwrap();
+    let dynamo: Arc<dyn RolloutStore> = Arc::new(DynamoStore::new(client, "rollouts"));
+    fill(dynamo.as_ref()).await;
+    let (sqlite, _lease, _dir) = store("same").await;
+    let mut answers = Vec::new();
+    for s in [dynamo.clone(), sqlite as Arc<dyn RolloutStore>] {
+        let v = view(s, "127.0.0.1:0").await;
+        let host = v.addr().to_string();
+        let (status, _, body) = send(
+            v.addr(),
+            &req("GET", &format!("/api/rollouts/{ID}"), &host, &[]),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        answers.push(without_times(serde_json::from_str(&body).unwrap()));
+        v.shutdown().await;
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0]["series"].as_array().unwrap().len(), 3);
+    let v = view(dynamo.clone(), "127.0.0.1:0").await;
+    let host = v.addr().to_string();
+    let bearer = format!("authorization: Bearer {TOKEN}");
+    let (status, _, body) = send(
+        v.addr(),
+        &req(
+            "POST",
+            &format!("/api/rollouts/{ID}/pause"),
+            &host,
+            &[&bearer],
+        ),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let gates = dynamo.gates(ID).await.unwrap();
+    assert_eq!(gates.len(), 1);
+    assert_eq!(gates[0].gate, meshkit::store::Gate::Pause);
+    v.shutdown().await;
+}
+
+/// `v` with every time (`at`, `started`, `since`, `expires`, ...) taken out.
+fn without_times(mut v: serde_json::Value) -> serde_json::Value {
+    match &mut v {
+        serde_json::Value::Object(map) => {
+            for key in ["at", "started", "since", "expires", "ended", "applied"] {
+                map.remove(key);
+            }
+            for value in map.values_mut() {
+                *value = without_times(value.take());
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items.iter_mut() {
+                *item = without_times(item.take());
+            }
+        }
+        _ => {}
+    }
+    v
 }
