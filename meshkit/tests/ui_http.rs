@@ -199,6 +199,12 @@ async fn the_page_and_the_api_show_routes_but_no_account_or_region() {
     assert_eq!(d["holder"]["name"], "ci-7");
     let (status, _, _) = send(v.addr(), &req("GET", "/api/rollouts/nope", &host, &[])).await;
     assert_eq!(status, 404);
+    assert_eq!(
+        send(v.addr(), &req("GET", "/api/nothing", &host, &[]))
+            .await
+            .0,
+        404
+    );
     for bad in [
         "/api/rollouts/%0a",
         "/api/rollouts/%ff",

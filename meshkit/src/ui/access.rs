@@ -70,15 +70,16 @@ impl Access {
             return Ok(());
         }
         let port = self.addr.port();
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let mut hosts = req.headers().get_all(header::HOST).iter();
+        let (Some(host), None) = (hosts.next(), hosts.next()) else {
+            return Err(Refusal::Host);
+        };
+        let host = host.to_str().unwrap_or_default().to_ascii_lowercase();
+        // Browsers leave the default port out.
+        let bare = port == 80;
         let ok = ["127.0.0.1", "localhost", "[::1]"]
             .iter()
-            .any(|name| host == format!("{name}:{port}"))
+            .any(|name| host == format!("{name}:{port}") || (bare && host == *name))
             || host == self.addr.to_string();
         if ok { Ok(()) } else { Err(Refusal::Host) }
     }
@@ -251,6 +252,17 @@ mod tests {
             assert_eq!(a.host(&req(&[("host", bad)])), Err(Refusal::Host), "{bad}");
         }
         assert_eq!(a.view(&req(&[])), Ok(()));
+        let two = req(&[("host", "127.0.0.1:8080"), ("host", "evil.example")]);
+        assert_eq!(a.host(&two), Err(Refusal::Host));
+        // On port 80 browsers send no port.
+        let a = access("127.0.0.1:80");
+        for ok in ["127.0.0.1", "localhost", "127.0.0.1:80"] {
+            assert_eq!(a.host(&req(&[("host", ok)])), Ok(()), "{ok}");
+        }
+        assert_eq!(
+            a.host(&req(&[("host", "evil.example")])),
+            Err(Refusal::Host)
+        );
     }
 
     #[test]

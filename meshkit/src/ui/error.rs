@@ -6,7 +6,7 @@
 #[non_exhaustive]
 pub enum UiError {
     /// The address could not be bound (in use, not this machine's, no permission).
-    #[error("cannot listen on {addr}: {source} (choose another --listen address or port)")]
+    #[error("cannot listen on {addr}: {source} (choose another address or port)")]
     Listen {
         /// The address asked for.
         addr: std::net::SocketAddr,

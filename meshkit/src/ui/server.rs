@@ -223,7 +223,11 @@ pub(crate) async fn handle(
             }
             act(&app, peer, &id, gate).await
         }
-        (_, ["api", ..]) | (_, [""] | ["index.html" | "app.js" | "app.css"]) => {
+        (
+            _,
+            ["api", "rollouts" | "stream"] | ["api", "rollouts", _] | ["api", "rollouts", _, _],
+        )
+        | (_, [""] | ["index.html" | "app.js" | "app.css"]) => {
             let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
@@ -260,8 +264,12 @@ async fn act(app: &App, peer: SocketAddr, id: &str, gate: Gate) -> Response<Body
         return error(
             StatusCode::CONFLICT,
             format!(
-                "rollout '{id}' is not running ({}): there is nothing to {gate}",
-                rec.state
+                "rollout '{id}' is not running ({}): there is nothing to {}",
+                rec.state,
+                match gate {
+                    Gate::Rollback => "roll back",
+                    other => other.as_str(),
+                }
             ),
         );
     }

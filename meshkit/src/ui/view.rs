@@ -166,7 +166,19 @@ pub(crate) fn detail(
     let verdict = latest(rec, &["Verdict"]).map(|e| {
         json!({"at": ms(e.at), "kind": verdict_kind(&e.message), "message": public(&e.message)})
     });
-    let data_plane = latest(rec, &DATA_PLANE)
+    // What the data plane said about the split in force: nothing when the last write
+    // came after its last report.
+    let position = |kinds: &[&str]| {
+        rec.entries
+            .iter()
+            .rposition(|e| kinds.contains(&e.kind.as_str()))
+    };
+    let reported = position(&DATA_PLANE);
+    let data_plane = reported
+        .filter(|r| {
+            position(&["WeightsWritten", "AlreadyInForce", "TargetRemoved"]).is_none_or(|w| *r > w)
+        })
+        .map(|r| &rec.entries[r])
         .map(|e| json!({"at": ms(e.at), "kind": e.kind, "message": public(&e.message)}));
     let p = &rec.progress;
     json!({

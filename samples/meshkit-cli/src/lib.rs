@@ -140,8 +140,8 @@ pub enum Command {
         #[arg(long, value_parser = parse_wait)]
         wait: Option<std::time::Duration>,
         /// Serve the live web view of this rollout while it runs (the link is printed
-        /// on stderr; default address 127.0.0.1 and a free port).
-        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = ui::DEFAULT_LISTEN)]
+        /// on stderr): `--ui`, 127.0.0.1 and a free port, or `--ui=ADDR`.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, require_equals = true, default_missing_value = ui::DEFAULT_LISTEN)]
         ui: Option<std::net::SocketAddr>,
     },
     /// Serve the live web view of the rollout store: every rollout, its weights over

@@ -60,10 +60,10 @@ pub struct Args {
     /// Print the final summary as one JSON line on stdout (progress goes to stderr).
     #[arg(long)]
     pub json: bool,
-    /// Serve the live web view of the rollout (a link is printed; default address
-    /// 127.0.0.1 and a free port). After the rollout, the view stays up until Ctrl-C
+    /// Serve the live web view of the rollout (a link is printed): `--ui`, 127.0.0.1
+    /// and a free port, or `--ui=ADDR`. After the rollout, the view stays up until Ctrl-C
     /// when the output is a terminal.
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:0")]
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, require_equals = true, default_missing_value = "127.0.0.1:0")]
     pub ui: Option<std::net::SocketAddr>,
 }
 

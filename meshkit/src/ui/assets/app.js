@@ -160,14 +160,15 @@ function renderDetail(d) {
     (d.ended ? ", ended " + utc(d.ended) : "") + (d.detail ? ": " + d.detail : ""));
   const split = $("split");
   split.replaceChildren();
-  dd(split, "Written" + (d.progress.stage == null ? "" : " (stage " + d.progress.stage + ")"), splitText(d.progress.written));
+  if (d.progress.stage != null) dd(split, "Stage", d.progress.stage + ": " + (d.plan[d.progress.stage] || ""));
+  dd(split, "Written", splitText(d.progress.written));
   if (d.progress.pending) dd(split, "Being written", splitText(d.progress.pending));
-  dd(split, "Data plane", d.data_plane ? d.data_plane.message + " (" + utc(d.data_plane.at) + ")" : "no report yet");
+  dd(split, "Data plane", d.data_plane ? d.data_plane.message + " (" + utc(d.data_plane.at) + ")" : "no report since the last write");
   if (d.served) {
     dd(split, "Served, last " + (d.served.window_ms / 1000).toFixed(1) + " s",
       d.served.split ? splitText(d.served.split) + " (" + d.served.requests + " requests)" : "no requests");
   }
-  if (d.progress.rolling_back) dd(split, "Rolling back", d.progress.rolling_back);
+  if (d.progress.rolling_back && d.state === "running") dd(split, "Rolling back", d.progress.rolling_back);
   const v = $("verdict");
   v.replaceChildren();
   if (d.verdict) {
@@ -224,6 +225,7 @@ async function stream() {
     }
     conn.className = "live";
     conn.textContent = "Live";
+    state.failures = 0;
     const reader = resp.body.getReader();
     const text = new TextDecoder();
     let buf = "";
@@ -251,8 +253,12 @@ async function stream() {
   }
   if (abort.signal.aborted) return;
   conn.className = "";
-  conn.textContent = "Reconnecting…";
-  setTimeout(() => { if (state.abort === abort) stream(); }, 1000);
+  state.failures = (state.failures || 0) + 1;
+  // `meshkit run --ui` stops its view a moment after the rollout ends.
+  conn.textContent = state.failures > 3
+    ? "Disconnected: the server is gone (a `run --ui` ends with its rollout); retrying every 5 s"
+    : "Reconnecting…";
+  setTimeout(() => { if (state.abort === abort) stream(); }, state.failures > 3 ? 5000 : 1000);
 }
 
 const LABELS = { pause: "Pause", resume: "Resume", promote: "Promote", rollback: "Roll back" };
