@@ -567,37 +567,30 @@ fn run_with_ui_serves_its_rollout_with_the_mesh_counters_then_stops() {
 #[test]
 fn ui_refuses_a_bad_token_and_a_taken_address() {
     let dir = temp_dir("ui-refuse");
-    let o = meshkit(None, &dir)
-        .arg("ui")
-        .env("MESHKIT_UI_TOKEN", "short")
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", common::text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("MESHKIT_UI_TOKEN"),
-        "{}",
-        common::text(&o)
-    );
-    let o = meshkit(None, &dir)
-        .args(["ui", "--poll", "20s"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", common::text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("poll interval"),
-        "{}",
-        common::text(&o)
-    );
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let o = meshkit(None, &dir)
-        .args(["ui", "--listen"])
-        .arg(taken.local_addr().unwrap().to_string())
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(4), "{}", common::text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("cannot listen on"),
-        "{}",
-        common::text(&o)
-    );
+    let taken = taken.local_addr().unwrap().to_string();
+    let cases: [(&[&str], Option<&str>, i32, &str); 3] = [
+        (&["ui"], Some("short"), 2, "MESHKIT_UI_TOKEN"),
+        (&["ui", "--poll", "20s"], None, 2, "poll interval"),
+        (&["ui", "--listen", &taken], None, 4, "cannot listen on"),
+    ];
+    for (args, token, code, said) in cases {
+        let mut c = meshkit(None, &dir);
+        c.args(args);
+        if let Some(t) = token {
+            c.env("MESHKIT_UI_TOKEN", t);
+        }
+        let o = c.output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            common::text(&o)
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(said),
+            "{args:?}: {}",
+            common::text(&o)
+        );
+    }
 }
