@@ -88,7 +88,8 @@ def main():
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run = subprocess.Popen([MESHKIT, "run", spec], env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    driver = subprocess.Popen(["chromedriver", f"--port={driver_port}"],
+    # Its own session: the browsers it starts go with it, whatever happens.
+    driver = subprocess.Popen(["chromedriver", f"--port={driver_port}"], start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{ui_port}"
     try:
@@ -163,6 +164,10 @@ def main():
             wd(wdb, "DELETE", f"/session/{other}")
         wd(wdb, "DELETE", s)
     finally:
+        try:
+            os.killpg(driver.pid, 15)
+        except ProcessLookupError:
+            pass
         for p in (run, ui, driver):
             p.terminate()
         for p in (run, ui, driver):

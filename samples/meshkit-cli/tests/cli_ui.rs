@@ -61,6 +61,32 @@ impl Drop for Killed {
     }
 }
 
+/// chromedriver in a process group of its own, killed with every browser it started
+/// when the test ends, however it ends (a failed assertion leaves no Chromium behind).
+struct Driver(Child);
+impl Driver {
+    fn start(path: &Path, port: u16) -> Self {
+        use std::os::unix::process::CommandExt as _;
+        Self(
+            Command::new(path)
+                .arg(format!("--port={port}"))
+                .process_group(0)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `meshkit ui` on a free port; its address, read from what it prints.
 fn start_ui(dir: &Path) -> (Killed, String) {
     let mut child = meshkit(None, dir)
@@ -176,14 +202,7 @@ async fn a_rollout_watched_and_rolled_back_in_headless_chromium() {
             .unwrap(),
     );
     let port = free_port();
-    let _driver = Killed(
-        Command::new(&driver_path)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _driver = Driver::start(&driver_path, port);
     let caps = json!({"goog:chromeOptions": {
         "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
         "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
