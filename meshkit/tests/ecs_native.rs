@@ -61,6 +61,21 @@ async fn service(moto: &MotoServer) -> aws_sdk_ecs::Client {
     ecs
 }
 
+/// The ARNs of the service's deployments, newest first, as a separate ECS client
+/// lists them.
+async fn deployments(ecs: &aws_sdk_ecs::Client) -> Vec<String> {
+    ecs.list_service_deployments()
+        .cluster(CLUSTER)
+        .service("web")
+        .send()
+        .await
+        .unwrap()
+        .service_deployments()
+        .iter()
+        .filter_map(|d| d.service_deployment_arn().map(str::to_owned))
+        .collect()
+}
+
 async fn describe(ecs: &aws_sdk_ecs::Client, arn: &str) -> aws_sdk_ecs::types::ServiceDeployment {
     ecs.describe_service_deployments()
         .service_deployment_arns(arn)
@@ -124,17 +139,8 @@ async fn the_emulator_extension_follows_the_api_reference() {
         }
     };
     let arn = start("web:2").await;
-    let listed = ecs
-        .list_service_deployments()
-        .cluster(CLUSTER)
-        .service("web")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        listed.service_deployments()[0].service_deployment_arn(),
-        Some(arn.as_str())
-    );
+    let listed = deployments(&ecs).await;
+    assert_eq!(listed.first().map(String::as_str), Some(arn.as_str()));
     let d = describe(&ecs, &arn).await;
     assert_eq!(d.status().unwrap().as_str(), "IN_PROGRESS");
     // The SDK has no variant for this stage: it parses as unknown, matched by string.
@@ -368,17 +374,8 @@ async fn a_check_failing_during_a_bake_stops_the_deployment() {
     let a = answers(&events);
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(a[0].1, "CONTINUE");
-    let listed = ecs
-        .list_service_deployments()
-        .cluster(CLUSTER)
-        .service("web")
-        .send()
-        .await
-        .unwrap();
-    let arn = listed.service_deployments()[0]
-        .service_deployment_arn()
-        .unwrap()
-        .to_owned();
+    let listed = deployments(&ecs).await;
+    let arn = listed[0].clone();
     let d = describe(&ecs, &arn).await;
     assert!(
         d.rollback()
@@ -425,18 +422,8 @@ async fn a_judge_killed_and_restarted_carries_on_without_acting_twice() {
         second.iter().all(|h| !first_answers.contains(h)),
         "no hook answered twice"
     );
-    let listed = ecs
-        .list_service_deployments()
-        .cluster(CLUSTER)
-        .service("web")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        listed.service_deployments().len(),
-        1,
-        "one deployment, not two"
-    );
+    let listed = deployments(&ecs).await;
+    assert_eq!(listed.len(), 1, "one deployment, not two");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -620,18 +607,8 @@ async fn a_takeover_after_the_deployment_ended_reports_it_and_starts_nothing() {
             .iter()
             .any(|e| matches!(e, Event::DeploymentStarted { .. }))
     );
-    let listed = ecs
-        .list_service_deployments()
-        .cluster(CLUSTER)
-        .service("web")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        listed.service_deployments().len(),
-        1,
-        "no second deployment"
-    );
+    let listed = deployments(&ecs).await;
+    assert_eq!(listed.len(), 1, "no second deployment");
     use meshkit::store::RolloutStore as _;
     let history = store.history(None, 10).await.unwrap();
     assert_eq!(history.len(), 1);
@@ -659,18 +636,8 @@ async fn a_rerun_on_the_deployed_revision_starts_nothing() {
             .any(|e| matches!(e, Event::AlreadyInForce { .. })),
         "{events:#?}"
     );
-    let listed = ecs
-        .list_service_deployments()
-        .cluster(CLUSTER)
-        .service("web")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        listed.service_deployments().len(),
-        1,
-        "no second deployment"
-    );
+    let listed = deployments(&ecs).await;
+    assert_eq!(listed.len(), 1, "no second deployment");
 }
 
 /// A record taken over whose judge died before starting anything: the service's
@@ -736,12 +703,6 @@ async fn an_older_deployment_is_not_taken_for_the_record() {
             .any(|e| matches!(e, Event::DeploymentStarted { .. })),
         "{events:#?}"
     );
-    let listed = ecs
-        .list_service_deployments()
-        .cluster(CLUSTER)
-        .service("web")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(listed.service_deployments().len(), 2);
+    let listed = deployments(&ecs).await;
+    assert_eq!(listed.len(), 2);
 }

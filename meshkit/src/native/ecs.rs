@@ -593,6 +593,19 @@ impl EcsNative {
     }
 }
 
+/// The error of a failed ECS call, `what` naming it (`"UpdateService failed, nothing
+/// started"`), for `map_err`.
+fn call_failed<'a, E, R>(
+    cfg: &'a NativeConfig,
+    what: &'a str,
+) -> impl FnOnce(aws_smithy_runtime_api::client::result::SdkError<E, R>) -> RolloutError + 'a
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    R: crate::aws::HttpStatus + std::fmt::Debug,
+{
+    move |e| deployment_error(cfg, format!("{what}: {}", crate::aws::describe(&e)), None)
+}
+
 fn deployment_error(cfg: &NativeConfig, detail: String, in_force: Option<Weights>) -> RolloutError {
     RolloutError::Deployment {
         service: format!("{}/{}", cfg.cluster, cfg.service),
@@ -611,16 +624,9 @@ async fn in_progress(cfg: &NativeConfig) -> Result<Option<String>, RolloutError>
         .status(aws_sdk_ecs::types::ServiceDeploymentStatus::InProgress)
         .status(aws_sdk_ecs::types::ServiceDeploymentStatus::Pending)
         .send();
-    let out = bounded(cfg, call).await?.map_err(|e| {
-        deployment_error(
-            cfg,
-            format!(
-                "ListServiceDeployments failed: {}",
-                crate::aws::describe(&e)
-            ),
-            None,
-        )
-    })?;
+    let out = bounded(cfg, call)
+        .await?
+        .map_err(call_failed(cfg, "ListServiceDeployments failed"))?;
     Ok(out
         .service_deployments()
         .first()
@@ -661,16 +667,9 @@ async fn newest(
         .cluster(&cfg.cluster)
         .service(&cfg.service)
         .send();
-    let out = bounded(cfg, call).await?.map_err(|e| {
-        deployment_error(
-            cfg,
-            format!(
-                "ListServiceDeployments failed: {}",
-                crate::aws::describe(&e)
-            ),
-            None,
-        )
-    })?;
+    let out = bounded(cfg, call)
+        .await?
+        .map_err(call_failed(cfg, "ListServiceDeployments failed"))?;
     // Five seconds of slack for clocks: an older deployment is another rollout's.
     let since = since - Duration::from_secs(5);
     Ok(out
@@ -693,16 +692,9 @@ async fn already_on(cfg: &NativeConfig, td: &str) -> Result<bool, RolloutError> 
         .cluster(&cfg.cluster)
         .services(&cfg.service)
         .send();
-    let out = bounded(cfg, call).await?.map_err(|e| {
-        deployment_error(
-            cfg,
-            format!(
-                "DescribeServices failed, nothing started: {}",
-                crate::aws::describe(&e)
-            ),
-            None,
-        )
-    })?;
+    let out = bounded(cfg, call)
+        .await?
+        .map_err(call_failed(cfg, "DescribeServices failed, nothing started"))?;
     if let Some(f) = out.failures().first() {
         return Err(deployment_error(
             cfg,
@@ -800,32 +792,19 @@ async fn start(
         .task_definition(td)
         .deployment_configuration(config.build())
         .send();
-    bounded(cfg, call).await?.map_err(|e| {
-        deployment_error(
-            cfg,
-            format!(
-                "UpdateService failed, nothing started: {}",
-                crate::aws::describe(&e)
-            ),
-            None,
-        )
-    })?;
+    bounded(cfg, call)
+        .await?
+        .map_err(call_failed(cfg, "UpdateService failed, nothing started"))?;
     let call = cfg
         .client
         .describe_services()
         .cluster(&cfg.cluster)
         .services(&cfg.service)
         .send();
-    let described = bounded(cfg, call).await?.map_err(|e| {
-        deployment_error(
-            cfg,
-            format!(
-                "DescribeServices failed after UpdateService: {}",
-                crate::aws::describe(&e)
-            ),
-            None,
-        )
-    })?;
+    let described = bounded(cfg, call).await?.map_err(call_failed(
+        cfg,
+        "DescribeServices failed after UpdateService",
+    ))?;
     let arn = match described
         .services()
         .first()

@@ -142,18 +142,10 @@ async fn js(c: &Client, script: &str) -> Value {
 
 async fn click_twice(c: &Client, css: &str) {
     // Promote and roll back ask for a second click to confirm.
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    for _ in 0..2 {
+        let button = c.find(Locator::Css(css)).await.unwrap();
+        button.click().await.unwrap();
+    }
 }
 
 fn now_ms() -> u64 {
